@@ -1,0 +1,346 @@
+"""One node's run: read its shard, skip what is done, copy the rest with bounded concurrency and
+retries, and report progress until every object is verified in the target or recorded as failed."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from skymigrate.agent import s5cmd
+from skymigrate.agent.batch import copy_batch
+from skymigrate.agent.inprocess import copy_inprocess
+from skymigrate.agent.journal import Journal
+from skymigrate.agent.staging import StagingArea, disk_usage
+from skymigrate.agent.stream import copy_stream
+from skymigrate.agent.tracker import Tracker, report
+from skymigrate.agent.work import Context, ObjectMeta, Outcome, Stage, head
+from skymigrate.core.credentials import Credentials
+from skymigrate.core.manifest import ObjectEntry, decode_entries
+from skymigrate.core.metrics import AgentMetrics
+from skymigrate.core.plan import RunConfig, failed_path, progress_path, shard_path
+from skymigrate.core.preflight import check_bucket
+from skymigrate.core.progress import NodePhase
+from skymigrate.core.s3 import make_client
+from skymigrate.core.statestore import StateStore
+
+log = logging.getLogger("skymigrate.agent")
+
+
+class AgentError(RuntimeError):
+    """Bad input or configuration: nothing was copied."""
+
+
+@dataclass(order=True)
+class Task:
+    ready_at: float
+    seq: int
+    kind: str = field(compare=False)  # "batch" | "stream" | "inprocess"
+    entries: list[ObjectEntry] = field(compare=False)
+
+
+@dataclass
+class FailedObject:
+    key: str
+    size: int
+    stage: Stage | None
+    reason: str
+    attempts: int
+
+
+def backoff(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter (attempt 1 -> up to ``initial`` seconds)."""
+    return rng.uniform(0, min(cap, initial * 2 ** (attempt - 1)))
+
+
+def plan_tasks(entries: list[ObjectEntry], threshold: int, batch_objects: int, batch_bytes: int) -> Iterator[Task]:
+    """Large objects first (so the tail is made of small, quick work), then batches of small ones."""
+    seq = itertools.count()
+    large = sorted((e for e in entries if e.size > threshold), key=lambda e: -e.size)
+    for e in large:
+        yield Task(0.0, next(seq), "stream" if s5cmd.safe_key(e.key) else "inprocess", [e])
+    batch: list[ObjectEntry] = []
+    nbytes = 0
+    for e in entries:
+        if e.size > threshold:
+            continue
+        if not s5cmd.safe_key(e.key):
+            yield Task(0.0, next(seq), "inprocess", [e])
+            continue
+        if batch and (len(batch) >= batch_objects or nbytes + e.size > batch_bytes):
+            yield Task(0.0, next(seq), "batch", batch)
+            batch, nbytes = [], 0
+        batch.append(e)
+        nbytes += e.size
+    if batch:
+        yield Task(0.0, next(seq), "batch", batch)
+
+
+class Agent:
+    def __init__(
+        self,
+        config: RunConfig,
+        store: StateStore,
+        rank: int,
+        nodes: int,
+        source_creds: Credentials,
+        target_creds: Credentials,
+        metrics: AgentMetrics,
+    ) -> None:
+        self.cfg, self.spec, self.store = config, config.spec, store
+        self.rank, self.nodes = rank, nodes
+        src, tgt = self.spec.source, self.spec.target
+        pool = max(32, self.spec.concurrency * 8)
+        self.src_client = make_client(src.endpoint, source_creds, src.region, path_style=src.path_style, max_pool=pool)
+        self.tgt_client = make_client(tgt.endpoint, target_creds, tgt.region, path_style=tgt.path_style, max_pool=pool)
+        self.tracker = Tracker(rank, metrics)
+        self.metrics = metrics
+        self.journal = Journal(store, rank)
+        self.staging = StagingArea(self.spec.ram_disk.path, self.spec.ram_disk.size_bytes)
+        self.failed: dict[str, FailedObject] = {}
+        self.attempts: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._rng = random.Random()
+        self._head_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="head")
+        self.ctx = Context(
+            source=s5cmd.Endpoint(src, source_creds),
+            target=s5cmd.Endpoint(tgt, target_creds),
+            source_client=self.src_client,
+            target_client=self.tgt_client,
+            transfer=self.spec.transfer,
+            on_bytes=self.tracker.moving,
+            debug=self._debug,
+        )
+
+    # --- logging -----------------------------------------------------------------------------
+    def _debug(self, msg: str) -> None:
+        if self.spec.debug:
+            log.info(msg)
+
+    def _resources_line(self) -> str:
+        ram, disk = self.staging.usage(), disk_usage()
+        return (
+            f"💾 Resource Usage:\n   RAM disk: {ram.ratio * 100:.0f}% used ({ram.available / 1e9:.1f}G available)\n"
+            f"   Root disk: {disk.ratio * 100:.0f}% used ({disk.available / 1e9:.1f}G available)"
+        )
+
+    # --- input -------------------------------------------------------------------------------
+    def load_shard(self) -> list[ObjectEntry]:
+        data = self.store.get(shard_path(self.rank))
+        if data is None:
+            raise AgentError(
+                f"no shard manifest {shard_path(self.rank)} in {self.store.url}: was the migration planned?"
+            )
+        return decode_entries(data)
+
+    def preflight(self) -> None:
+        s, t = self.spec.source, self.spec.target
+        check_bucket(self.src_client, "source", s.endpoint, s.bucket)
+        check_bucket(self.tgt_client, "target", t.endpoint, t.bucket)
+
+    def identical_in_target(self, entries: list[ObjectEntry]) -> set[str]:
+        """Keys whose target copy already has the same size and ETag (listing, 1 request per 1000 keys)."""
+        want = {e.key: e for e in entries if e.etag}
+        if not want:
+            return set()
+        same: set[str] = set()
+        t = self.spec.target
+        for page in self.tgt_client.get_paginator("list_objects_v2").paginate(Bucket=t.bucket, Prefix=t.prefix):
+            for o in page.get("Contents", []):
+                e = want.get(o["Key"][len(t.prefix) :])
+                if e and o["Size"] == e.size and o.get("ETag", "").strip('"') == e.etag.strip('"'):
+                    same.add(e.key)
+        return same
+
+    # --- the run -----------------------------------------------------------------------------
+    def run(self) -> int:
+        self.preflight()
+        entries = self.load_shard()
+        self.tracker.set_totals(len(entries), sum(e.size for e in entries))
+        done = self.journal.load()
+        todo = [e for e in entries if e.key not in done]
+        journaled = len(entries) - len(todo)
+        same = self.identical_in_target(todo)
+        for e in todo:
+            if e.key in same:
+                self.journal.record(e.key)
+        skipped = [e for e in entries if e.key in done or e.key in same]
+        self.tracker.skipped(len(skipped), sum(e.size for e in skipped))
+        todo = [e for e in todo if e.key not in same]
+        log.info(
+            "Node %d/%d: %d objects (%s) in shard; %d already done (journal), %d already identical in target; "
+            "%d to copy. Debug mode: %s",
+            self.rank,
+            self.nodes,
+            len(entries),
+            _gb(sum(e.size for e in entries)),
+            journaled,
+            len(same),
+            len(todo),
+            str(self.spec.debug).lower(),
+        )
+        self.metrics.up.set(1)
+        reporter = threading.Thread(target=self._report_loop, name="reporter", daemon=True)
+        reporter.start()
+        try:
+            self._copy_all(todo)
+        finally:
+            self._stop.set()
+            reporter.join()
+            self._head_pool.shutdown(wait=False, cancel_futures=True)
+            self.staging.close()
+        phase: NodePhase = "Failed" if self.failed else "Succeeded"
+        self._flush(phase)
+        log.info(report(self.tracker.heartbeat(phase), self.tracker.elapsed()))
+        self.metrics.up.set(0)
+        if self.failed:
+            log.error("❌ %d objects failed; see %s/%s", len(self.failed), self.store.url, failed_path(self.rank))
+            return 3
+        log.info("✅ Node %d done: every object verified in the target", self.rank)
+        return 0
+
+    def _copy_all(self, todo: list[ObjectEntry]) -> None:
+        tr = self.spec.transfer
+        batch_bytes = min(tr.batch_max_bytes, max(self.staging.capacity // (2 * self.spec.concurrency), 1))
+        queue = list(plan_tasks(todo, tr.small_object_threshold, tr.batch_max_objects, batch_bytes))
+        heapq.heapify(queue)
+        seq = itertools.count(len(queue))
+        running: dict[Future[list[Outcome]], Task] = {}
+        with ThreadPoolExecutor(max_workers=self.spec.concurrency, thread_name_prefix="copy") as pool:
+            while queue or running:
+                now = time.monotonic()
+                while queue and len(running) < self.spec.concurrency and queue[0].ready_at <= now:
+                    task = heapq.heappop(queue)
+                    running[pool.submit(self._run_task, task)] = task
+                timeout = max(0.05, min(1.0, queue[0].ready_at - now)) if queue else 1.0
+                finished, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    task = running.pop(fut)
+                    try:
+                        outcomes = fut.result()
+                    except Exception as e:  # a bug or an environment failure: count it against every object
+                        log.exception("task failed")
+                        outcomes = [
+                            Outcome(en, False, "batch", "download", f"{type(e).__name__}: {e}") for en in task.entries
+                        ]
+                    retry: list[ObjectEntry] = []
+                    for o in outcomes:
+                        if self._settle(o):
+                            retry.append(o.entry)
+                    if retry:
+                        attempt = max(self.attempts[e.key] for e in retry)
+                        r = self.spec.retry
+                        delay = backoff(attempt, r.initial_backoff_seconds, r.max_backoff_seconds, self._rng)
+                        heapq.heappush(queue, Task(time.monotonic() + delay, next(seq), task.kind, retry))
+
+    def _run_task(self, task: Task) -> list[Outcome]:
+        metas = list(self._head_pool.map(self._head_source, task.entries))
+        out: list[Outcome] = []
+        items: list[tuple[ObjectEntry, ObjectMeta]] = []
+        for e, m in zip(task.entries, metas, strict=True):
+            if isinstance(m, Outcome):
+                out.append(m)
+            else:
+                items.append((e, m))
+                if self.spec.debug:
+                    self._debug_object(e, m)
+        if not items:
+            return out
+        name = f"t{task.seq}"
+        if task.kind == "batch":
+            with self.staging.reserve(sum(m.size for _, m in items), name) as d:
+                out += copy_batch(self.ctx, items, d)
+        elif task.kind == "stream":
+            out += [copy_stream(self.ctx, e, m) for e, m in items]
+        else:
+            with self.staging.reserve(sum(m.size for _, m in items), name) as d:
+                out += [copy_inprocess(self.ctx, e, m, d / str(i)) for i, (e, m) in enumerate(items)]
+        return out
+
+    def _head_source(self, e: ObjectEntry) -> ObjectMeta | Outcome:
+        try:
+            m = head(self.src_client, self.spec.source.bucket, self.spec.source.prefix + e.key)
+        except Exception as ex:
+            return Outcome(e, False, "batch", "download", f"HEAD source: {str(ex).splitlines()[0][:200]}")
+        if m is None:
+            return Outcome(e, False, "batch", "download", "source object no longer exists", permanent=True)
+        return m
+
+    def _debug_object(self, e: ObjectEntry, m: ObjectMeta) -> None:
+        log.info(
+            "🔍 Processing: %s (%d bytes)\n   Source: %s\n   Target: %s\n%s\n   ✅ Object exists in source",
+            e.key,
+            m.size,
+            self.ctx.source.url(e.key),
+            self.ctx.target.url(e.key),
+            self._resources_line(),
+        )
+
+    def _settle(self, o: Outcome) -> bool:
+        """Record an outcome; True when the object should be tried again."""
+        key = o.entry.key
+        if o.ok:
+            self.tracker.copied(key, o.bytes)
+            self.journal.record(key)
+            self.failed.pop(key, None)
+            self.metrics.observe(o.method, o.seconds)
+            if self.spec.debug:
+                avg = o.bytes / o.seconds / 1e6 if o.seconds else 0.0
+                log.info("✅ %s (%d bytes) - %s: %.2f MB/s", key, o.bytes, o.method.capitalize(), avg)
+            return False
+        n = self.attempts[key] = self.attempts.get(key, 0) + 1
+        reason = o.error or "unknown error"
+        stage_word = {"download": "Download", "upload": "Upload", "verify": "Verification"}.get(o.stage or "", "Copy")
+        if o.permanent or n >= self.spec.retry.attempts:
+            self.tracker.failed(key, o.entry.size, reason)
+            self.failed[key] = FailedObject(key, o.entry.size, o.stage, reason, n)
+            log.error("❌ %s failed: %s (after %d attempt%s): %s", stage_word, key, n, "s" * (n > 1), reason)
+            if self.spec.debug:
+                log.info(
+                    "   Debug: check %s bucket permissions, object existence, and connectivity\n%s",
+                    "source" if o.stage == "download" else "target",
+                    self._resources_line(),
+                )
+            return False
+        self.tracker.retried(key, o.stage or "download", reason)
+        log.warning(
+            "⚠️ %s failed: %s (attempt %d/%d), retrying: %s", stage_word, key, n, self.spec.retry.attempts, reason
+        )
+        return True
+
+    # --- reporting ---------------------------------------------------------------------------
+    def _report_loop(self) -> None:
+        interval = self.spec.progress.node_interval_seconds
+        next_beat = time.monotonic() + min(interval, 2.0)  # an early first beat so ETA shows up soon
+        while not self._stop.wait(min(1.0, interval)):
+            self.tracker.sample()
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + interval
+                try:
+                    self._flush("Running")
+                    log.info(report(self.tracker.heartbeat("Running"), self.tracker.elapsed()))
+                except Exception as e:
+                    log.error("progress report failed: %s", e)
+
+    def _flush(self, phase: NodePhase) -> None:
+        ram, disk = self.staging.check(), disk_usage()
+        self.tracker.usage = (ram.used, ram.capacity, disk.used, disk.capacity)
+        self.tracker.sample()
+        self.journal.flush()
+        failed = "".join(json.dumps(f.__dict__, ensure_ascii=False) + "\n" for f in self.failed.values())
+        self.store.put(failed_path(self.rank), failed.encode())
+        self.store.put(progress_path(self.rank), self.tracker.heartbeat(phase).model_dump_json().encode())
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+StopCheck = Callable[[], bool]

@@ -1,0 +1,112 @@
+"""The RAM-disk staging area for batches, with the seed's thresholds: warn at 90 %, clean stale
+files at 95 %, emergency clean at 98 %. Batches reserve their bytes first, so a full disk slows the
+agent down instead of failing transfers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("skymigrate.agent")
+
+WARN, CLEAN, EMERGENCY = 0.90, 0.95, 0.98
+STALE_AFTER_S = 600.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    used: int
+    capacity: int
+
+    @property
+    def ratio(self) -> float:
+        return self.used / self.capacity if self.capacity else 0.0
+
+    @property
+    def available(self) -> int:
+        return max(self.capacity - self.used, 0)
+
+
+class StagingArea:
+    def __init__(self, root: str | None, capacity: int) -> None:
+        base = Path(root) if root else Path(tempfile.gettempdir())
+        # A real mount (tmpfs) reports its own usage; a plain directory is bounded by the configured size.
+        self.is_mount = base.is_dir() and os.path.ismount(base)
+        self.dir = base / f"skymigrate-staging-{os.getpid()}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.capacity = min(capacity, shutil.disk_usage(base).total) if not self.is_mount else capacity
+        self._reserved = 0
+        self._active: set[Path] = set()
+        self._cond = threading.Condition()
+
+    def usage(self) -> Usage:
+        if self.is_mount:
+            du = shutil.disk_usage(self.dir)
+            return Usage(du.used, du.total)
+        return Usage(self._reserved, self.capacity)
+
+    @contextmanager
+    def reserve(self, nbytes: int, name: str) -> Iterator[Path]:
+        """A fresh directory for one batch, once ``nbytes`` fit under the warning threshold."""
+        need = min(nbytes, int(self.capacity * WARN))
+        path = self.dir / name
+        with self._cond:
+            while self._reserved and self._reserved + need > self.capacity * WARN:
+                self._cond.wait(timeout=1.0)
+            self._reserved += need
+            self._active.add(path)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+            with self._cond:
+                self._reserved -= need
+                self._active.discard(path)
+                self._cond.notify_all()
+
+    def check(self) -> Usage:
+        """Run the seed's thresholds; returns the usage after any cleanup."""
+        u = self.usage()
+        if u.ratio >= EMERGENCY:
+            log.warning("🚨 RAM disk %.0f%% full: emergency cleanup of every file no transfer is using", u.ratio * 100)
+            self._clean(older_than=0.0)
+        elif u.ratio >= CLEAN:
+            log.warning("🧹 Cleaning up RAM disk (%.0f%% full)...", u.ratio * 100)
+            self._clean(older_than=STALE_AFTER_S)
+        elif u.ratio >= WARN:
+            log.warning("⚠️ WARNING: RAM disk is %.0f%% full!", u.ratio * 100)
+        after = self.usage()
+        if after.ratio < u.ratio:
+            log.info("✅ Cleanup complete. RAM disk now %.0f%% full", after.ratio * 100)
+        return after
+
+    def _clean(self, older_than: float) -> None:
+        cutoff = time.time() - older_than
+        with self._cond:
+            active = set(self._active)
+        for p in self.dir.iterdir() if self.dir.exists() else []:
+            if p in active:
+                continue
+            try:
+                if p.stat().st_mtime <= cutoff:
+                    log.info("     Removing: %s", p)
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            except FileNotFoundError:
+                pass
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def disk_usage(path: str = "/") -> Usage:
+    du = shutil.disk_usage(path)
+    return Usage(du.used, du.total)

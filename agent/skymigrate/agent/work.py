@@ -1,0 +1,109 @@
+"""What one copy attempt gets and gives back, whichever method moves the bytes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from skymigrate.agent.s5cmd import Endpoint
+from skymigrate.core.etag import PartHasher, choose_part_size, infer_part_size, parts_in
+from skymigrate.core.manifest import ObjectEntry
+from skymigrate.core.spec import TransferSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+Stage = Literal["download", "upload", "verify"]
+Method = Literal["batch", "stream", "inprocess"]
+
+# Headers that travel with an object besides its bytes (user metadata is carried separately).
+HEADER_FIELDS = ("ContentType", "ContentEncoding", "ContentDisposition", "CacheControl", "ContentLanguage")
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    size: int
+    etag: str
+    headers: dict[str, str]
+    metadata: dict[str, str]
+
+    @classmethod
+    def from_head(cls, head: dict[str, object]) -> ObjectMeta:
+        return cls(
+            size=int(str(head["ContentLength"])),
+            etag=str(head.get("ETag", "")).strip('"'),
+            headers={k: str(head[k]) for k in HEADER_FIELDS if head.get(k)},
+            metadata=dict(head.get("Metadata") or {}),  # type: ignore[call-overload]
+        )
+
+
+@dataclass
+class Outcome:
+    entry: ObjectEntry
+    ok: bool
+    method: Method
+    stage: Stage | None = None
+    error: str | None = None
+    permanent: bool = False  # retrying cannot help (the source object is gone)
+    bytes: int = 0
+    seconds: float = 0.0
+    download_s: float = 0.0
+    upload_s: float = 0.0
+
+
+@dataclass
+class Context:
+    """Everything a copy method needs; shared by all workers (clients are thread-safe)."""
+
+    source: Endpoint
+    target: Endpoint
+    source_client: S3Client
+    target_client: S3Client
+    transfer: TransferSpec
+    part_concurrency: int = 4
+    batch_workers: int = 32
+    on_bytes: Callable[[str, int], None] = field(default=lambda key, n: None)  # in-flight progress
+    debug: Callable[[str], None] = field(default=lambda msg: None)
+
+    def target_key(self, key: str) -> str:
+        return self.target.location.prefix + key
+
+    def source_key(self, key: str) -> str:
+        return self.source.location.prefix + key
+
+
+def upload_part_size(meta: ObjectMeta) -> tuple[int, bool]:
+    """Part size for the upload: the source's own when it can be inferred (so ETags compare like with
+    like), else one that keeps the object within S3's 10,000-part limit. Returns (size, inferred)."""
+    inferred = infer_part_size(meta.size, meta.etag)
+    if inferred and -(-meta.size // inferred) <= 10_000 and inferred >= 5 * 2**20:
+        return inferred, True
+    return choose_part_size(meta.size), False
+
+
+def hasher_for(meta: ObjectMeta, part_size: int, inferred: bool, single_put: bool, verify: bool) -> PartHasher:
+    """Only the hashes that can be compared with something: each costs a pass of CPU."""
+    if not verify:
+        return PartHasher(part_size, md5=False, parts=False)
+    src_multipart = parts_in(meta.etag) is not None
+    want_md5 = single_put or not src_multipart or meta.size <= part_size
+    want_parts = not single_put or (src_multipart and inferred)
+    return PartHasher(part_size, md5=want_md5, parts=want_parts, part_size_inferred=inferred)
+
+
+def head(client: S3Client, bucket: str, key: str) -> ObjectMeta | None:
+    """HEAD an object; None when it does not exist."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return ObjectMeta.from_head(dict(client.head_object(Bucket=bucket, Key=key)))
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def now() -> float:
+    return time.monotonic()

@@ -1,0 +1,1 @@
+"""Pure logic and shared plumbing used by both the operator and the node agent."""
