@@ -65,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
         help="Prometheus /metrics port (0 picks a free one; -1 disables)",
     )
     p.add_argument("--metrics-addr", default=os.environ.get("SKYMIGRATE_METRICS_ADDR", "0.0.0.0"))  # noqa: S104
+    p.add_argument("--uid-tag", default="", help=argparse.SUPPRESS)  # lets a launcher recognise its processes
     p.add_argument("--debug", action="store_true", help="detailed per-object diagnostics (also spec.debug)")
     return p
 
