@@ -78,7 +78,7 @@ def running_moto(log_dir: Path | None = None) -> Iterator[S3Server]:
             endpoint_url=url,
             region_name="us-east-1",
             aws_access_key_id="bootstrap",
-            aws_secret_access_key="bootstrap",
+            aws_secret_access_key="bootstrap",  # noqa: S106 - moto takes any key before IAM auth starts
         )
         iam.create_user(UserName="skymigrate")
         iam.put_user_policy(UserName="skymigrate", PolicyName="all", PolicyDocument=ADMIN_POLICY)
