@@ -96,6 +96,7 @@ class Tracker:
                 objects_failed=self.objects_failed,
                 bytes_total=self.bytes_total,
                 bytes_done=self.bytes_done,
+                bytes_skipped=self.bytes_skipped,
                 bytes_in_flight=in_flight,
                 bytes_failed=self.bytes_failed,
                 retries=self.retries,

@@ -51,16 +51,22 @@ def explain(e: BaseException, side: str, endpoint: str | None, bucket: str) -> P
     return PreflightError(ERROR, f"{side}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
 
 
-def check_bucket(client: S3Client, side: str, endpoint: str | None, bucket: str, *, write_probe: bool = False) -> None:
-    """Reachable, credentials accepted, bucket exists (and writable when asked)."""
+def check_bucket(
+    client: S3Client, side: str, endpoint: str | None, bucket: str, *, write_probe_key: str | None = None
+) -> None:
+    """Reachable, credentials accepted, bucket exists (and writable, by writing then deleting an empty
+    object at ``write_probe_key``, when given)."""
     try:
         client.head_bucket(Bucket=bucket)
-        if write_probe:
-            key = ".skymigrate-write-probe"
-            client.put_object(Bucket=bucket, Key=key, Body=b"")
-            client.delete_object(Bucket=bucket, Key=key)
+    except Exception as e:
+        raise explain(e, side, endpoint, bucket) from None
+    if write_probe_key is None:
+        return
+    try:
+        client.put_object(Bucket=bucket, Key=write_probe_key, Body=b"")
+        client.delete_object(Bucket=bucket, Key=write_probe_key)
     except Exception as e:
         err = explain(e, side, endpoint, bucket)
-        if write_probe and isinstance(e, ClientError) and err.reason == BAD_CREDENTIALS:
+        if isinstance(e, ClientError) and err.reason == BAD_CREDENTIALS:
             err = PreflightError(NOT_WRITABLE, f"{side}: cannot write to bucket {bucket!r} at {endpoint}: {e}")
         raise err from None

@@ -21,6 +21,7 @@ class NodeHeartbeat(BaseModel):
     objects_total: int = 0
     objects_done: int = 0  # verified in the target (copied or already identical)
     objects_skipped: int = 0  # of done: already present (journal or identical in target)
+    bytes_skipped: int = 0
     objects_failed: int = 0
     bytes_total: int = 0
     bytes_done: int = 0
