@@ -20,11 +20,23 @@ class RedactSecrets(logging.Filter):
             record.msg, record.args = msg, None
         return True
 
+    def add(self, secrets: Iterable[str]) -> None:
+        self.secrets = sorted({*self.secrets, *(s for s in secrets if s and len(s) >= 4)}, key=len, reverse=True)
+
+
+_redactor = RedactSecrets(())
+
+
+def add_secrets(secrets: Iterable[str]) -> None:
+    """Mask these values in every log line from now on (the operator learns secrets as it reads them)."""
+    _redactor.add(secrets)
+
 
 def setup(debug: bool = False, secrets: Iterable[str] = (), stream: object = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    handler.addFilter(RedactSecrets(secrets))
+    _redactor.add(secrets)
+    handler.addFilter(_redactor)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)

@@ -79,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "operator":
             from skymigrate.operator import kopf_main
 
-            return kopf_main.run(
+            return int(kopf_main.run(
                 namespaces=args.namespace, all_namespaces=args.all_namespaces, liveness=args.liveness,
                 metrics_port=args.metrics_port, metrics_addr=args.metrics_addr, peering=args.peering,
                 verbose=args.verbose,
-            )  # fmt: skip
+            ))  # fmt: skip
     except ManifestError as e:
         print(f"skymigrate: {e}", file=sys.stderr)
         return 2
