@@ -237,7 +237,7 @@ def test_bad_input_fails_with_condition_and_event(
 
 
 def _agent_pids(run_dir: Path, uid: str) -> list[int]:
-    return [int(p.read_text()) for p in (run_dir / uid).glob("*.pid")]
+    return [int(p.read_text()) for d in run_dir.glob(f"{uid}-*") for p in d.glob("*.pid")]
 
 
 def _alive(pid: int) -> bool:

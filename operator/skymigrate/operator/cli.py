@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--scale", type=float, default=1.0, help="data volume multiplier (1.0 = ~150 MB, 1,260 objects)")
     d.add_argument("--nodes", type=int, default=2, help="node agents to run (default 2)")
     d.add_argument("--no-tty", action="store_true", help="plain progress lines instead of the live view")
+    d.add_argument("--events", type=Path, help="append one JSON object per status tick to this file")
 
     o = sub.add_parser("operator", help="run the Kubernetes operator (kopf) that reconciles Migration resources")
     o.add_argument("--namespace", "-n", action="append", default=[], help="namespace to watch (repeatable)")
@@ -75,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             from skymigrate.operator import demo
 
-            return demo.run(scale=args.scale, nodes=args.nodes, tty=False if args.no_tty else None)
+            events = args.events.open("a", encoding="utf-8") if args.events else None
+            try:
+                return demo.run(scale=args.scale, nodes=args.nodes, tty=False if args.no_tty else None, events=events)
+            finally:
+                if events:
+                    events.close()
         if args.command == "operator":
             from skymigrate.operator import kopf_main
 

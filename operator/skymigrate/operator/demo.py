@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
+from typing import IO
 
 import yaml
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
@@ -76,7 +77,13 @@ def manifest(src: S3Server, dst: S3Server, state: Path, nodes: int) -> dict[str,
     }
 
 
-def run(scale: float = 1.0, nodes: int = 2, workdir: Path | None = None, tty: bool | None = None) -> int:
+def run(
+    scale: float = 1.0,
+    nodes: int = 2,
+    workdir: Path | None = None,
+    tty: bool | None = None,
+    events: IO[str] | None = None,
+) -> int:
     with ExitStack() as stack:
         work = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skymigrate-demo-")))
         print("Starting two local S3 servers (moto) on 127.0.0.1 ...", flush=True)
@@ -93,5 +100,5 @@ def run(scale: float = 1.0, nodes: int = 2, workdir: Path | None = None, tty: bo
         path = work / "migration.yaml"
         path.write_text(yaml.safe_dump(manifest(src, dst, work / "state", nodes), sort_keys=False))
         print(f"Migration manifest: {path}\n", flush=True)
-        return standalone.run(path, launcher="local", tty=tty)
+        return standalone.run(path, launcher="local", tty=tty, events=events)
     return 1

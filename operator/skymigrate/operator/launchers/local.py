@@ -7,6 +7,7 @@ that are still running instead of starting them twice.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -50,7 +51,9 @@ class LocalLauncher:
         self._procs: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
 
     def _dir(self, req: LaunchRequest) -> Path:
-        d = self.root / req.uid
+        # Keyed by the state root too: a standalone run keeps its uid across runs, but a different state
+        # store is a different migration, whose agents' exit files must not be mistaken for these.
+        d = self.root / f"{req.uid}-{hashlib.sha256(req.state_url.encode()).hexdigest()[:8]}"
         d.mkdir(parents=True, exist_ok=True)
         return d
 
