@@ -183,6 +183,8 @@ class Driver:
             client = make_client(s.endpoint, self.creds.source, s.region)
             cfg = RunConfig(namespace=self.ident.namespace, name=self.ident.name, uid=self.ident.uid, spec=self.spec)
             self.plan = write_plan(self.store, cfg, list_source(client, s.bucket, s.prefix))
+        else:  # resuming: the migration started when it was planned
+            self.started_at = min(self.started_at or self.plan.planned_at, self.plan.planned_at)
         p = self.plan
         self._set_phase(
             "Launching", "Planned",

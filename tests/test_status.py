@@ -1,0 +1,82 @@
+"""The status model on made-up inputs: totals, percent, ETA (slowest node), conditions, size bound."""
+
+from __future__ import annotations
+
+import json
+
+from skymigrate.core.plan import Plan, ShardSummary
+from skymigrate.core.progress import NodeHeartbeat
+from skymigrate.core.status import NodeView, condition, progress
+
+NOW = 1_000_000.0
+
+
+def plan(objects: int = 100, nbytes: int = 1000) -> Plan:
+    return Plan(objects_listed=objects, bytes_listed=nbytes, objects_total=objects, bytes_total=nbytes,
+                shards=[ShardSummary(rank=0, objects=objects // 2, bytes=nbytes // 2),
+                        ShardSummary(rank=1, objects=objects // 2, bytes=nbytes // 2)], planned_at=NOW)  # fmt: skip
+
+
+def hb(
+    rank: int, done: int, total: int = 500, eta: float | None = 10.0, phase: str = "Running", **kw: object
+) -> NodeHeartbeat:
+    return NodeHeartbeat(rank=rank, phase=phase, started_at=NOW - 100, updated_at=NOW, objects_total=50,  # type: ignore[arg-type]
+                         objects_done=done // 10, bytes_total=total, bytes_done=done, eta_s=eta, speed_bps=5.0,
+                         work_rate=5.0, **kw)  # fmt: skip
+
+
+def test_running_totals_percent_and_slowest_node_eta() -> None:
+    nodes = [NodeView(0, "Running", hb(0, 400, eta=20)), NodeView(1, "Running", hb(1, 100, eta=80))]
+    st = progress("Running", plan(), nodes, NOW - 100, NOW)
+    assert st["bytes"] == {"total": 1000, "done": 500, "failed": 0}
+    assert st["progressText"] == "50.0%" and st["objectsText"] == "50/100"
+    assert st["eta"]["seconds"] == 80  # the cluster ends with its slowest node, not the average
+    assert st["eta"]["text"] == "1m 20s"
+    assert st["speed"]["bytesPerSecond"] == 10
+    assert [n["etaSeconds"] for n in st["nodes"]] == [20, 80]
+    assert st["elapsed"] == {"seconds": 100, "text": "1m 40s"}
+
+
+def test_stale_heartbeat_counts_elapsed_time() -> None:
+    old = hb(0, 100, eta=60).model_copy(update={"updated_at": NOW - 15})
+    st = progress("Running", plan(), [NodeView(0, "Running", old)], NOW - 100, NOW)
+    assert st["nodes"][0]["etaSeconds"] == 45
+
+
+def test_node_without_heartbeat_is_estimated_from_the_others_rate() -> None:
+    nodes = [NodeView(0, "Running", hb(0, 250, eta=50)), NodeView(1, "Launching", None)]
+    st = progress("Running", plan(), nodes, NOW - 10, NOW)
+    assert st["eta"]["seconds"] is not None and st["eta"]["seconds"] > 0
+    assert st["nodes"][1] == {"rank": 1, "phase": "Launching"}
+
+
+def test_unknown_rate_gives_unknown_eta() -> None:
+    nodes = [NodeView(0, "Running", hb(0, 0, eta=None).model_copy(update={"work_rate": None}))]
+    st = progress("Running", plan(), nodes, NOW - 1, NOW)
+    assert "seconds" not in st["eta"] and st["eta"]["text"] == "-"
+
+
+def test_terminal_phases() -> None:
+    nodes = [
+        NodeView(0, "Succeeded", hb(0, 500, phase="Succeeded")),
+        NodeView(1, "Succeeded", hb(1, 500, phase="Succeeded")),
+    ]
+    st = progress("Succeeded", plan(), nodes, NOW - 100, NOW, finished_at=NOW)
+    assert st["eta"]["seconds"] == 0 and st["progressText"] == "100.0%" and st["speedText"] == "-"
+    assert st["completionTime"] == "1970-01-12T13:46:40Z"
+
+
+def test_status_size_does_not_grow_with_objects() -> None:
+    small = progress("Running", plan(10, 10), [NodeView(0, "Running", hb(0, 5, total=10))], NOW - 1, NOW)
+    huge = progress(
+        "Running", plan(10**9, 10**15), [NodeView(0, "Running", hb(0, 5 * 10**14, total=10**15))], NOW - 1, NOW
+    )
+    assert len(json.dumps(huge)) - len(json.dumps(small)) < 200
+
+
+def test_condition_transition_time_moves_only_on_flip() -> None:
+    c = condition([], "Ready", False, "Running", "copying", NOW)
+    c2 = condition(c, "Ready", False, "Running", "still copying", NOW + 50)
+    assert c2[0]["lastTransitionTime"] == c[0]["lastTransitionTime"] and c2[0]["message"] == "still copying"
+    c3 = condition(c2, "Ready", True, "Succeeded", "done", NOW + 100)
+    assert c3[0]["lastTransitionTime"] != c[0]["lastTransitionTime"] and c3[0]["status"] == "True"
