@@ -21,8 +21,8 @@ READ = 1 << 20
 
 def hash_file(path: Path, meta: ObjectMeta, verify_checksum: bool) -> PartHasher:
 
-    part, inferred = upload_part_size(meta)
-    h = hasher_for(meta, part, inferred, single_put=True, verify=verify_checksum)
+    part, known = upload_part_size(meta, whole_mib=False)
+    h = hasher_for(meta, part, known, single_put=True, verify=verify_checksum)
     with path.open("rb") as f:
         if h.hashing:
             while chunk := f.read(READ):

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 from skymigrate.agent import s5cmd
 from skymigrate.agent.batch import copy_batch
-from skymigrate.agent.inprocess import copy_inprocess
+from skymigrate.agent.inprocess import copy_inprocess, staged_bytes
 from skymigrate.agent.journal import Journal
 from skymigrate.agent.staging import StagingArea, disk_usage
-from skymigrate.agent.stream import copy_stream
+from skymigrate.agent.stream import copy_stream, s5cmd_can_carry
 from skymigrate.agent.tracker import Tracker, report
 from skymigrate.agent.work import Context, ObjectMeta, Outcome, Stage, head
 from skymigrate.core.credentials import Credentials
@@ -159,10 +159,31 @@ class Agent:
                     same.add(e.key)
         return same
 
+    def abort_stale_uploads(self, entries: list[ObjectEntry]) -> int:
+        """Abort multipart uploads a killed run of this shard left open (they cost storage, and a stale
+        part must never be completed). Only this shard's keys: other nodes may be uploading theirs."""
+        t = self.spec.target
+        mine = {t.prefix + e.key for e in entries}
+        n = 0
+        try:
+            for page in self.tgt_client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=t.bucket, Prefix=t.prefix
+            ):
+                for u in page.get("Uploads", []):
+                    if u.get("Key") in mine:
+                        self.tgt_client.abort_multipart_upload(Bucket=t.bucket, Key=u["Key"], UploadId=u["UploadId"])
+                        n += 1
+        except Exception as e:  # not fatal: the copy itself does not depend on it
+            log.warning("could not clean up unfinished multipart uploads in the target: %s", str(e).splitlines()[0])
+        if n:
+            log.info("aborted %d unfinished multipart upload%s left by an earlier run", n, "s" * (n > 1))
+        return n
+
     # --- the run -----------------------------------------------------------------------------
     def run(self) -> int:
         self.preflight()
         entries = self.load_shard()
+        self.abort_stale_uploads(entries)
         self.tracker.set_totals(len(entries), sum(e.size for e in entries))
         done = self.journal.load()
         todo = [e for e in entries if e.key not in done]
@@ -254,15 +275,25 @@ class Agent:
         if not items:
             return out
         name = f"t{task.seq}"
+        if task.kind != "inprocess" and not all(s5cmd_can_carry(m) for _, m in items):
+            # Headers s5cmd cannot set (Content-Language): those objects go in-process instead.
+            odd = [(e, m) for e, m in items if not s5cmd_can_carry(m)]
+            items = [(e, m) for e, m in items if s5cmd_can_carry(m)]
+            out += self._inprocess(odd, name + "i")
+        if not items:
+            return out
         if task.kind == "batch":
             with self.staging.reserve(sum(m.size for _, m in items), name) as d:
                 out += copy_batch(self.ctx, items, d)
         elif task.kind == "stream":
             out += [copy_stream(self.ctx, e, m) for e, m in items]
         else:
-            with self.staging.reserve(sum(m.size for _, m in items), name) as d:
-                out += [copy_inprocess(self.ctx, e, m, d / str(i)) for i, (e, m) in enumerate(items)]
+            out += self._inprocess(items, name)
         return out
+
+    def _inprocess(self, items: list[tuple[ObjectEntry, ObjectMeta]], name: str) -> list[Outcome]:
+        with self.staging.reserve(max(staged_bytes(m) for _, m in items), name) as d:  # one object at a time
+            return [copy_inprocess(self.ctx, e, m, d / str(i)) for i, (e, m) in enumerate(items)]
 
     def _head_source(self, e: ObjectEntry) -> ObjectMeta | Outcome:
         try:

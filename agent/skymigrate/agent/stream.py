@@ -33,15 +33,23 @@ def _err_text(chunks: list[bytes]) -> str:
     return b"".join(chunks).decode("utf-8", "replace").strip()
 
 
+# The headers s5cmd can set on upload (it has no flag for Content-Language).
+FLAGS = {
+    "ContentType": "--content-type",
+    "ContentEncoding": "--content-encoding",
+    "ContentDisposition": "--content-disposition",
+    "CacheControl": "--cache-control",
+}
+
+
+def s5cmd_can_carry(meta: ObjectMeta) -> bool:
+    """Can s5cmd reproduce every header of this object? If not, it takes the in-process path."""
+    return all(k in FLAGS for k in meta.headers)
+
+
 def meta_flags(meta: ObjectMeta) -> list[str]:
-    flags = {
-        "ContentType": "--content-type",
-        "ContentEncoding": "--content-encoding",
-        "ContentDisposition": "--content-disposition",
-        "CacheControl": "--cache-control",
-    }
     out: list[str] = []
-    for field, flag in flags.items():
+    for field, flag in FLAGS.items():
         if field in meta.headers:
             out += [flag, meta.headers[field]]
     for k, v in meta.metadata.items():
@@ -52,8 +60,8 @@ def meta_flags(meta: ObjectMeta) -> list[str]:
 def copy_stream(ctx: Context, entry: ObjectEntry, meta: ObjectMeta) -> Outcome:
     t0 = now()
     src_url, dst_url = ctx.source.url(entry.key), ctx.target.url(entry.key)
-    part_size, inferred = upload_part_size(meta)
-    h = hasher_for(meta, part_size, inferred, single_put=False, verify=ctx.transfer.verify_checksum)
+    part_size, known = upload_part_size(meta, whole_mib=True)  # s5cmd's -p takes MiB
+    h = hasher_for(meta, part_size, known, single_put=False, verify=ctx.transfer.verify_checksum)
     p_mib = str(part_size // MiB)
     conc = str(ctx.part_concurrency)
     cat_cmd = [*ctx.source.args(), "cat", "--raw", "-c", conc, "-p", p_mib, src_url]

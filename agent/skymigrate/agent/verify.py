@@ -17,8 +17,8 @@ def check_source(h: PartHasher, expected_size: int, src_etag: str) -> str | None
         return f"read {h.total} bytes, source object has {expected_size}"
     if not src_etag or not comparable(src_etag):
         return None
-    # A multipart ETag at a part size we could not infer cannot be compared: only a definite mismatch fails.
-    if parts_in(src_etag) is not None and not h.part_size_inferred:
+    # A multipart ETag is comparable only at the source's own part size (a guessed one proves nothing).
+    if parts_in(src_etag) is not None and not h.part_size_known:
         return None
     if h.matches(src_etag) is False:
         return f"content checksum does not match source ETag {src_etag.strip(chr(34))}"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from skymigrate.agent.s5cmd import Endpoint
-from skymigrate.core.etag import PartHasher, choose_part_size, infer_part_size, parts_in
+from skymigrate.core import etag as etags
+from skymigrate.core.etag import PartHasher, parts_in
 from skymigrate.core.manifest import ObjectEntry
 from skymigrate.core.spec import TransferSpec
 
@@ -28,6 +29,7 @@ class ObjectMeta:
     etag: str
     headers: dict[str, str]
     metadata: dict[str, str]
+    part_size: int | None = None  # of a multipart source, as the server reports part 1
 
     @classmethod
     def from_head(cls, head: dict[str, object]) -> ObjectMeta:
@@ -74,23 +76,20 @@ class Context:
         return self.source.location.prefix + key
 
 
-def upload_part_size(meta: ObjectMeta) -> tuple[int, bool]:
-    """Part size for the upload: the source's own when it can be inferred (so ETags compare like with
-    like), else one that keeps the object within S3's 10,000-part limit. Returns (size, inferred)."""
-    inferred = infer_part_size(meta.size, meta.etag)
-    if inferred and -(-meta.size // inferred) <= 10_000 and inferred >= 5 * 2**20:
-        return inferred, True
-    return choose_part_size(meta.size), False
+def upload_part_size(meta: ObjectMeta, *, whole_mib: bool) -> tuple[int, bool]:
+    """Part size for the upload: the source's own when the server told us (so ETags compare like with
+    like), else one that keeps the object within S3's 10,000-part limit. Returns (size, known)."""
+    return etags.upload_part_size(meta.size, meta.etag, meta.part_size, whole_mib=whole_mib)
 
 
-def hasher_for(meta: ObjectMeta, part_size: int, inferred: bool, single_put: bool, verify: bool) -> PartHasher:
+def hasher_for(meta: ObjectMeta, part_size: int, known: bool, single_put: bool, verify: bool) -> PartHasher:
     """Only the hashes that can be compared with something: each costs a pass of CPU."""
     if not verify:
         return PartHasher(part_size, md5=False, parts=False)
     src_multipart = parts_in(meta.etag) is not None
     want_md5 = single_put or not src_multipart or meta.size <= part_size
-    want_parts = not single_put or (src_multipart and inferred)
-    return PartHasher(part_size, md5=want_md5, parts=want_parts, part_size_inferred=inferred)
+    want_parts = not single_put or (src_multipart and known)
+    return PartHasher(part_size, md5=want_md5, parts=want_parts, part_size_known=known)
 
 
 def head(client: S3Client, bucket: str, key: str) -> ObjectMeta | None:
@@ -98,11 +97,25 @@ def head(client: S3Client, bucket: str, key: str) -> ObjectMeta | None:
     from botocore.exceptions import ClientError
 
     try:
-        return ObjectMeta.from_head(dict(client.head_object(Bucket=bucket, Key=key)))
+        meta = ObjectMeta.from_head(dict(client.head_object(Bucket=bucket, Key=key)))
     except ClientError as e:
         if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
+    if (parts_in(meta.etag) or 0) > 1:
+        meta = replace(meta, part_size=_first_part_size(client, bucket, key, meta.size))
+    return meta
+
+
+def _first_part_size(client: S3Client, bucket: str, key: str, size: int) -> int | None:
+    """Part 1's length: the uploader's part size. None when the server ignores partNumber."""
+    from botocore.exceptions import ClientError
+
+    try:
+        n = int(client.head_object(Bucket=bucket, Key=key, PartNumber=1)["ContentLength"])
+    except ClientError:
+        return None
+    return n if 0 < n < size else None
 
 
 def now() -> float:

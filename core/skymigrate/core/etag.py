@@ -1,8 +1,10 @@
 """ETag arithmetic, so an object's content can be checked like with like.
 
 A single-part ETag is the hex MD5 of the content. A multipart ETag is md5(concat(md5(part_i))) + "-N",
-so it depends on the part size the uploader chose; we infer that size from the ETag's part count and
-upload with the same size, which makes the target's ETag comparable with the source's.
+so it depends on the part size the uploader chose. The part count alone does not pin that size down (a
+37 MiB object has 5 parts at 8 MiB and at 9 MiB), so the agent asks the server (HEAD with partNumber=1)
+and uploads with the same size, which makes the target's ETag equal to the source's. Without an answer
+it guesses a common size, which makes equal ETags likely but proves nothing about the content.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ def choose_part_size(size: int, preferred: int = 64 * MiB) -> int:
 
 
 def infer_part_size(size: int, etag: str) -> int | None:
-    """The part size (whole MiB) that yields the ETag's part count, preferring common uploader defaults."""
+    """A part size (whole MiB) that yields the ETag's part count, preferring common uploader defaults.
+
+    A guess: several sizes usually give the same count, so an ETag computed with it is not evidence.
+    """
     n = parts_in(etag)
     if not n or size <= 0:
         return None
@@ -48,6 +53,25 @@ def infer_part_size(size: int, etag: str) -> int | None:
     return None
 
 
+def upload_part_size(size: int, etag: str, source_part_size: int | None, *, whole_mib: bool) -> tuple[int, bool]:
+    """Part size for copying an object: (size, known), ``known`` when it is the source's own part size.
+
+    ``source_part_size`` is what the server reported for part 1 of a multipart source. ``whole_mib``
+    when the uploader only takes MiB (s5cmd's ``-p``). Whatever is chosen keeps within 10,000 parts.
+    """
+    n = parts_in(etag)
+    fits = choose_part_size(size)
+    if n == 1:  # any part size >= the object size gives one part
+        return min(max(fits, -(-size // MiB) * MiB), S3_MAX_PART), True
+    if n and source_part_size:
+        p = source_part_size
+        if -(-size // p) == n and p >= S3_MIN_PART and n <= S3_MAX_PARTS and (p % MiB == 0 or not whole_mib):
+            return p, True
+    if n and (guess := infer_part_size(size, etag)) and guess >= S3_MIN_PART and n <= S3_MAX_PARTS:
+        return guess, False
+    return fits, False
+
+
 class PartHasher:
     """Feeds a byte stream; yields the whole-object MD5 and/or the multipart ETag at ``part_size``.
 
@@ -55,11 +79,9 @@ class PartHasher:
     the source ETag or the upload is single-part, ``parts`` when either is multipart.
     """
 
-    def __init__(
-        self, part_size: int, *, md5: bool = True, parts: bool = True, part_size_inferred: bool = False
-    ) -> None:
+    def __init__(self, part_size: int, *, md5: bool = True, parts: bool = True, part_size_known: bool = False) -> None:
         self.part_size = part_size
-        self.part_size_inferred = part_size_inferred  # the source's own part size, so its ETag is comparable
+        self.part_size_known = part_size_known  # the source's own part size, so its multipart ETag is comparable
         self._whole = hashlib.md5(usedforsecurity=False) if md5 else None
         self._part = hashlib.md5(usedforsecurity=False) if parts else None
         self._in_part = 0
