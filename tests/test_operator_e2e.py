@@ -84,6 +84,18 @@ def apply(cluster: KubeCluster, doc: dict[str, Any]) -> None:
     kubectl(cluster, "apply", "-f", "-", stdin=yaml.safe_dump(doc))
 
 
+def start(
+    cluster: KubeCluster, name: str, src: S3Server, dst: S3Server, objects: dict[str, bytes], state: Path, **spec: Any
+) -> tuple[str, str]:
+    """Fresh buckets, the source filled, the credentials Secrets, and the Migration applied."""
+    sb, db = new_bucket(src, "src"), new_bucket(dst, "dst")
+    put_all(src.client(), sb, objects)
+    secret(cluster, f"{name}-src", src.access_key, src.secret_key)
+    secret(cluster, f"{name}-dst", dst.access_key, dst.secret_key)
+    apply(cluster, migration(name, src, sb, dst, db, state, **spec))
+    return sb, db
+
+
 class StatusRecorder:
     """Samples .status while a migration runs, to check what users would have seen."""
 
@@ -113,10 +125,9 @@ class StatusRecorder:
         return out
 
 
-def fill_source(src: S3Server, bucket: str, n: int = 80) -> dict[str, bytes]:
+def source_objects(n: int = 80) -> dict[str, bytes]:
     objects = {f"set/o-{i:03d}.bin": payload(f"e{i}", 64 * 1024 + i * 9001) for i in range(n)}
     objects["big/archive.zip"] = payload("big", 12 * 2**20)
-    put_all(src.client(), bucket, objects)
     return objects
 
 
@@ -131,25 +142,10 @@ def terminal(cluster: KubeCluster, name: str) -> Any:
 def test_migration_runs_to_succeeded_with_live_status(
     cluster: KubeCluster, operator: OperatorProcess, src_server: S3Server, dst_server: S3Server, tmp_path: Path
 ) -> None:
-    sb, db = new_bucket(src_server, "src"), new_bucket(dst_server, "dst")
-    objects = fill_source(src_server, sb)
-    secret(cluster, "happy-src", src_server.access_key, src_server.secret_key)
-    secret(cluster, "happy-dst", dst_server.access_key, dst_server.secret_key)
     rec = StatusRecorder(cluster, "happy")
-    apply(
-        cluster,
-        migration(
-            "happy",
-            src_server,
-            sb,
-            dst_server,
-            db,
-            tmp_path / "state",
-            nodes=2,
-            concurrency=2,
-            transfer={"smallObjectThreshold": 4 * 2**20},
-        ),
-    )
+    objects = source_objects()
+    _, db = start(cluster, "happy", src_server, dst_server, objects, tmp_path / "state", nodes=2, concurrency=2,
+                  transfer={"smallObjectThreshold": 4 * 2**20})  # fmt: skip
     try:
         done = wait_for("happy to finish", terminal(cluster, "happy"), 240, operator.log)
         running = [s for s in rec.samples if s.get("phase") == "Running"]
@@ -260,25 +256,9 @@ def _journal_keys(state_root: Path) -> list[str]:
 def test_operator_killed_mid_run_resumes_without_recopying(
     cluster: KubeCluster, operator: OperatorProcess, src_server: S3Server, dst_server: S3Server, tmp_path: Path
 ) -> None:
-    sb, db = new_bucket(src_server, "src"), new_bucket(dst_server, "dst")
     objects = {f"r/{i:03d}": payload(f"r{i}", 256 * 1024 + i) for i in range(160)}
-    put_all(src_server.client(), sb, objects)
-    secret(cluster, "restart-src", src_server.access_key, src_server.secret_key)
-    secret(cluster, "restart-dst", dst_server.access_key, dst_server.secret_key)
-    apply(
-        cluster,
-        migration(
-            "restart",
-            src_server,
-            sb,
-            dst_server,
-            db,
-            tmp_path / "state",
-            nodes=2,
-            concurrency=1,
-            transfer={"batchMaxObjects": 8},
-        ),
-    )
+    _, db = start(cluster, "restart", src_server, dst_server, objects, tmp_path / "state", nodes=2, concurrency=1,
+                  transfer={"batchMaxObjects": 8})  # fmt: skip
     wait_for("Running with progress", lambda: (get_migration(cluster, NS, "restart") or {}).get("status", {})
              .get("objects", {}).get("done", 0) > 0, 120, operator.log)  # fmt: skip
     operator.kill()
@@ -295,25 +275,9 @@ def test_operator_killed_mid_run_resumes_without_recopying(
 def test_delete_mid_run_stops_agents_and_releases_finalizer(
     cluster: KubeCluster, operator: OperatorProcess, src_server: S3Server, dst_server: S3Server, tmp_path: Path
 ) -> None:
-    sb, db = new_bucket(src_server, "src"), new_bucket(dst_server, "dst")
-    put_all(src_server.client(), sb, {f"d/{i:03d}": payload(f"d{i}", 512 * 1024) for i in range(120)})
-    secret(cluster, "gone-src", src_server.access_key, src_server.secret_key)
-    secret(cluster, "gone-dst", dst_server.access_key, dst_server.secret_key)
-    apply(
-        cluster,
-        migration(
-            "gone",
-            src_server,
-            sb,
-            dst_server,
-            db,
-            tmp_path / "state",
-            nodes=2,
-            concurrency=1,
-            transfer={"batchMaxObjects": 4},
-            deleteStateOnDelete=True,
-        ),
-    )
+    objects = {f"d/{i:03d}": payload(f"d{i}", 512 * 1024) for i in range(120)}
+    start(cluster, "gone", src_server, dst_server, objects, tmp_path / "state", nodes=2, concurrency=1,
+          transfer={"batchMaxObjects": 4}, deleteStateOnDelete=True)  # fmt: skip
     m = wait_for("gone Running", lambda: (lambda m: m if m and m.get("status", {}).get("phase") == "Running" else None)(
         get_migration(cluster, NS, "gone")), 120, operator.log)  # fmt: skip
     assert "skymigrate.io/finalizer" in m["metadata"]["finalizers"]
@@ -331,12 +295,8 @@ def test_delete_mid_run_stops_agents_and_releases_finalizer(
 def test_spec_changes(
     cluster: KubeCluster, operator: OperatorProcess, src_server: S3Server, dst_server: S3Server, tmp_path: Path
 ) -> None:
-    sb, db = new_bucket(src_server, "src"), new_bucket(dst_server, "dst")
-    put_all(src_server.client(), sb, {"x": b"x"})
-    secret(cluster, "chg-src", src_server.access_key, src_server.secret_key)
-    secret(cluster, "chg-dst", dst_server.access_key, dst_server.secret_key)
+    sb, db = start(cluster, "chg", src_server, dst_server, {"x": b"x"}, tmp_path / "state")
     doc = migration("chg", src_server, sb, dst_server, db, tmp_path / "state")
-    apply(cluster, doc)
     wait_for("chg finished", terminal(cluster, "chg"), 120, operator.log)
     # Changing where data goes after the start is refused by the API server (CEL transition rule) or
     # reported by the operator; either way the running spec does not silently change meaning.
