@@ -33,7 +33,14 @@ def kubectl(
 
 def install_crd(cluster: KubeCluster) -> None:
     kubectl(cluster, "apply", "-f", str(ROOT / "crds" / "migration.yaml"))
-    kubectl(cluster, "wait", "--for=condition=Established", "crd/migrations.skymigrate.io", "--timeout=30s")
+    # `kubectl wait` errors out if the CRD has no conditions yet, so poll instead.
+    jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+
+    def established() -> bool:
+        r = kubectl(cluster, "get", "crd", "migrations.skymigrate.io", "-o", f"jsonpath={jsonpath}", check=False)
+        return r.stdout.strip() == "True"
+
+    wait_for("the Migration CRD to be Established", established, 60)
 
 
 class OperatorProcess:

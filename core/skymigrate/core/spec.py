@@ -403,6 +403,28 @@ class TransferSpec(_Model):
     )
 
 
+# What a migration is (where from, where to, how split, where its state lives) cannot change once it exists:
+# the plan, the shards and the journals all depend on it.
+IMMUTABLE_FIELDS = (
+    "source",
+    "target",
+    "nodes",
+    "filters",
+    "stateStore",
+    "launcher",
+    "transfer",
+    "resources",
+    "ramDisk",
+)
+
+
+def msg_immutable(field: str) -> str:
+    return (
+        f"spec.{field} cannot change once a Migration exists; only concurrency, debug, progress, retry and "
+        "deleteStateOnDelete can: create a new Migration instead"
+    )
+
+
 class MigrationSpec(_Model):
     """Copy every object under source to target, sharded over nodes, verified, with progress and ETA in status."""
 
@@ -420,6 +442,10 @@ class MigrationSpec(_Model):
                 "!has(self.launcher) || !has(self.launcher.type) || self.launcher.type != 'skypilot'"
                 " || (has(self.stateStore) && has(self.stateStore.url) && self.stateStore.url.startsWith('s3://'))",
                 MSG_SKYPILOT_STATE,
+            ),
+            *(
+                (f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})", msg_immutable(f))
+                for f in IMMUTABLE_FIELDS
             ),
         )
     )
@@ -457,8 +483,9 @@ class MigrationSpec(_Model):
         return self
 
 
-# Fields a user may change on a running migration; everything else is fixed once planned.
-MUTABLE_FIELDS: frozenset[str] = frozenset({"concurrency", "debug", "progress", "retry"})
+# Fields (wire names) a user may change on a running migration; everything else is fixed once created,
+# enforced by the API server through CEL transition rules (see IMMUTABLE_RULES).
+MUTABLE_FIELDS: frozenset[str] = frozenset({"concurrency", "debug", "progress", "retry", "deleteStateOnDelete"})
 
 
 def load_manifest(doc: dict[str, Any]) -> tuple[dict[str, Any], MigrationSpec]:

@@ -182,7 +182,8 @@ async def spec_changed(
 
 def apply_mutable_change(driver: Driver, spec: MigrationSpec, generation: int) -> None:
     """New concurrency/debug/retry/progress settings reach agents through config.json and a restart."""
-    merged = driver.spec.model_copy(update={k: getattr(spec, k) for k in ("concurrency", "debug", "retry", "progress")})
+    fields = ("concurrency", "debug", "retry", "progress", "delete_state_on_delete")
+    merged = driver.spec.model_copy(update={k: getattr(spec, k) for k in fields})
     driver.spec = merged
     driver.ident.generation = generation
     driver.request = driver.request.__class__(**{**driver.request.__dict__, "spec": merged})
