@@ -6,9 +6,12 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
+from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
 from skymigrate.agent.runner import Agent, AgentError
 from skymigrate.core import logs
 from skymigrate.core.credentials import Credentials, CredentialsError
@@ -19,6 +22,8 @@ from skymigrate.core.statestore import StateStore, StateStoreError, open_store
 
 log = logging.getLogger("skymigrate.agent")
 
+T = TypeVar("T")
+
 EXIT_OK, EXIT_BAD_INPUT, EXIT_FAILED_OBJECTS = 0, 2, 3
 
 
@@ -27,6 +32,15 @@ def _env_int(*names: str) -> int | None:
         if os.environ.get(n, "").strip():
             return int(os.environ[n])
     return None
+
+
+def _env_float(name: str) -> float | None:
+    v = os.environ.get(name, "").strip()
+    return float(v) if v else None
+
+
+def _or(value: T | None, default: T) -> T:
+    return default if value is None else value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -61,8 +75,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics-port",
         type=int,
-        default=_env_int("SKYMIGRATE_METRICS_PORT") or 9100,
-        help="Prometheus /metrics port (0 picks a free one; -1 disables)",
+        default=_or(_env_int("SKYMIGRATE_METRICS_PORT"), 9100),
+        help="Prometheus /metrics port (0 picks a free one, written to metrics/<rank>.json; -1 disables)",
+    )
+    p.add_argument(
+        "--metrics-linger",
+        type=float,
+        default=_or(_env_float("SKYMIGRATE_METRICS_LINGER"), 0.0),
+        help="keep serving /metrics this many seconds after the shard is done (or until SIGTERM), "
+        "so the last Prometheus scrape sees the final counts",
     )
     p.add_argument("--metrics-addr", default=os.environ.get("SKYMIGRATE_METRICS_ADDR", "0.0.0.0"))  # noqa: S104
     p.add_argument("--uid-tag", default="", help=argparse.SUPPRESS)  # lets a launcher recognise its processes
@@ -97,19 +118,38 @@ def main(argv: list[str] | None = None) -> int:
             raise AgentError(f"rank {args.rank} of {args.nodes} nodes does not fit a plan of {len(plan.shards)} shards")
         if args.debug:
             cfg = cfg.model_copy(update={"spec": cfg.spec.model_copy(update={"debug": True})})
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only double the payload
         registry = CollectorRegistry()
         metrics = AgentMetrics(registry, cfg.namespace, cfg.name, args.rank)
+        serving = False
         if args.metrics_port >= 0:
-            server, _ = start_http_server(args.metrics_port, addr=args.metrics_addr, registry=registry)
+            try:
+                server, _ = start_http_server(args.metrics_port, addr=args.metrics_addr, registry=registry)
+            except OSError as e:
+                raise AgentError(
+                    f"cannot serve metrics on {args.metrics_addr}:{args.metrics_port}: {e.strerror}"
+                ) from e
             port = server.server_address[1]
+            serving = True
             log.info("metrics on http://%s:%d/metrics", args.metrics_addr, port)
             store.put(f"metrics/{args.rank}.json", f'{{"port": {port}, "pid": {os.getpid()}}}'.encode())
         agent = Agent(cfg, store, args.rank, args.nodes, src, tgt, metrics)
-        return agent.run()
+        code = agent.run()
+        if serving and args.metrics_linger > 0:
+            _linger(args.metrics_linger)
+        return code
     except (AgentError, PreflightError, StateStoreError, CredentialsError) as e:
         log.error("skymigrate-agent: %s", e)
         _report_failure(store, args.rank, str(e))
         return EXIT_BAD_INPUT
+
+
+def _linger(seconds: float) -> None:
+    """Keep the /metrics server (a daemon thread) up for a while; SIGTERM ends the wait early."""
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    log.info("serving final metrics for up to %.0fs (SIGTERM ends this)", seconds)
+    done.wait(seconds)
 
 
 def _report_failure(store: StateStore | None, rank: int | None, message: str) -> None:

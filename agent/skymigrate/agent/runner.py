@@ -181,6 +181,8 @@ class Agent:
 
     # --- the run -----------------------------------------------------------------------------
     def run(self) -> int:
+        # A copy whose progress cannot be journaled could not resume: fail before touching anything.
+        self.store.put(progress_path(self.rank), self.tracker.heartbeat("Launching").model_dump_json().encode())
         self.preflight()
         entries = self.load_shard()
         self.abort_stale_uploads(entries)
@@ -323,8 +325,7 @@ class Agent:
             self.failed.pop(key, None)
             self.metrics.observe(o.method, o.seconds)
             if self.spec.debug:
-                avg = o.bytes / o.seconds / 1e6 if o.seconds else 0.0
-                log.info("✅ %s (%d bytes) - %s: %.2f MB/s", key, o.bytes, o.method.capitalize(), avg)
+                log.info(_speed_lines(o))
             return False
         n = self.attempts[key] = self.attempts.get(key, 0) + 1
         reason = o.error or "unknown error"
@@ -334,17 +335,27 @@ class Agent:
             self.failed[key] = FailedObject(key, o.entry.size, o.stage, reason, n)
             log.error("❌ %s failed: %s (after %d attempt%s): %s", stage_word, key, n, "s" * (n > 1), reason)
             if self.spec.debug:
-                log.info(
-                    "   Debug: check %s bucket permissions, object existence, and connectivity\n%s",
-                    "source" if o.stage == "download" else "target",
-                    self._resources_line(),
-                )
+                log.info(self._failure_diagnostics(o, n))
             return False
         self.tracker.retried(key, o.stage or "download", reason)
         log.warning(
             "⚠️ %s failed: %s (attempt %d/%d), retrying: %s", stage_word, key, n, self.spec.retry.attempts, reason
         )
+        if self.spec.debug:
+            log.info(self._failure_diagnostics(o, n))
         return True
+
+    def _failure_diagnostics(self, o: Outcome, attempt: int) -> str:
+        """The seed's error diagnostics: where it failed, what the command said, and the disks."""
+        side = "source" if o.stage == "download" else "target"
+        return (
+            f"   Debug: check {side} bucket permissions, object existence, and connectivity\n"
+            f"   Stage: {o.stage or 'unknown'} ({o.method}), attempt {attempt}/{self.spec.retry.attempts}"
+            f"{', permanent' if o.permanent else ''}\n"
+            f"   Output: {o.error or 'none'}\n"
+            f"   Object: {self.ctx.source.url(o.entry.key)} ({o.entry.size} bytes) -> {self.ctx.target.url(o.entry.key)}\n"
+            f"{self._resources_line()}"
+        )
 
     # --- reporting ---------------------------------------------------------------------------
     def _report_loop(self) -> None:
@@ -368,6 +379,21 @@ class Agent:
         failed = "".join(json.dumps(f.__dict__, ensure_ascii=False) + "\n" for f in self.failed.values())
         self.store.put(failed_path(self.rank), failed.encode())
         self.store.put(progress_path(self.rank), self.tracker.heartbeat(phase).model_dump_json().encode())
+
+
+def _speed_lines(o: Outcome) -> str:
+    """The seed's per-object line, with download / upload / average speeds where they were measured."""
+    line = f"✅ {o.entry.key} ({o.bytes} bytes) - {o.method.capitalize()}: {_mbps(o.bytes, o.seconds)}"
+    if o.method == "batch":  # the batch moved its objects together: its own lines give the speeds
+        return line + " (batch average)"
+    return (
+        f"{line}\n   Download: {_mbps(o.bytes, o.download_s)}, Upload: {_mbps(o.bytes, o.upload_s)}, "
+        f"Average: {_mbps(o.bytes, o.seconds)}"
+    )
+
+
+def _mbps(n: int, seconds: float) -> str:
+    return f"{n / seconds / 1e6:.2f} MB/s" if seconds > 0 else "- MB/s"
 
 
 def _gb(n: int) -> str:

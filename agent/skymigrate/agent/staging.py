@@ -19,6 +19,7 @@ from pathlib import Path
 log = logging.getLogger("skymigrate.agent")
 
 WARN, CLEAN, EMERGENCY = 0.90, 0.95, 0.98
+PREFIX = "skymigrate-staging-"
 STALE_AFTER_S = 600.0
 
 
@@ -41,8 +42,9 @@ class StagingArea:
         base = Path(root) if root else Path(tempfile.gettempdir())
         # A real mount (tmpfs) reports its own usage; a plain directory is bounded by the configured size.
         self.is_mount = base.is_dir() and os.path.ismount(base)
-        self.dir = base / f"skymigrate-staging-{os.getpid()}"
+        self.dir = base / f"{PREFIX}{os.getpid()}"
         self.dir.mkdir(parents=True, exist_ok=True)
+        remove_orphans(base)
         self.capacity = min(capacity, shutil.disk_usage(base).total) if not self.is_mount else capacity
         self._reserved = 0
         self._active: set[Path] = set()
@@ -52,7 +54,22 @@ class StagingArea:
         if self.is_mount:
             du = shutil.disk_usage(self.dir)
             return Usage(du.used, du.total)
-        return Usage(self._reserved, self.capacity)
+        # A plain directory: what running batches reserved, plus whatever no batch owns any more.
+        return Usage(self._reserved + self._leftover_bytes(), self.capacity)
+
+    def _leftover_bytes(self) -> int:
+        with self._cond:
+            active = set(self._active)
+        total = 0
+        for p in self.dir.iterdir() if self.dir.exists() else []:
+            if p in active:
+                continue
+            try:
+                files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
+                total += sum(f.stat().st_size for f in files)
+            except FileNotFoundError:
+                pass
+        return total
 
     @contextmanager
     def reserve(self, nbytes: int, name: str) -> Iterator[Path]:
@@ -105,6 +122,32 @@ class StagingArea:
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def remove_orphans(base: Path) -> list[Path]:
+    """Staging directories of agents that died without cleaning up (SIGKILL, OOM): on a RAM disk they
+    would hold memory until reboot."""
+    removed = []
+    for p in base.glob(f"{PREFIX}*"):
+        pid = p.name.removeprefix(PREFIX)
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    if removed:
+        log.info(
+            "🧹 removed %d staging director%s left by stopped agents", len(removed), "ies" if len(removed) > 1 else "y"
+        )
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def disk_usage(path: str = "/") -> Usage:

@@ -78,13 +78,19 @@ class RateEstimator:
         return (max(remaining_bytes, 0.0) + k * max(remaining_objects, 0.0)) / rate
 
 
+FIT_INTERVALS = 12
+
+
 def fit_object_cost(samples: Iterable[Sample], prior: float) -> float:
     """Least squares on intervals: dt = db/B + dn*c  ->  k = c*B (bytes per object).
 
+    Samples count finished objects, so a large object lands in one interval although its time was spent
+    over several; short intervals make that noise large next to the signal and bias k upwards. The
+    window is therefore cut into about ``FIT_INTERVALS`` intervals of equal length first.
     Falls back to ``prior`` unless the intervals disagree enough in bytes-per-object to separate
     the two costs, and the fitted coefficients are both positive.
     """
-    s = list(samples)
+    s = _coarsen(list(samples), FIT_INTERVALS)
     rows = [(b.bytes - a.bytes, b.objects - a.objects, b.t - a.t) for a, b in itertools.pairwise(s)]
     rows = [r for r in rows if r[2] > 0 and (r[0] > 0 or r[1] > 0)]
     if len(rows) < 4:
@@ -103,6 +109,21 @@ def fit_object_cost(samples: Iterable[Sample], prior: float) -> float:
     if inv_b <= 0 or per_obj <= 0:
         return prior
     return per_obj / inv_b
+
+
+def _coarsen(s: list[Sample], intervals: int) -> list[Sample]:
+    """Every sample at least span/intervals after the one kept before it (always the first and the last)."""
+    if len(s) <= intervals + 1:
+        return s
+    step = (s[-1].t - s[0].t) / intervals
+    out = [s[0]]
+    for x in s[1:-1]:
+        if x.t - out[-1].t >= step:
+            out.append(x)
+    if s[-1].t - out[-1].t < step / 2 and len(out) > 1:
+        out.pop()  # fold a short tail into the last interval
+    out.append(s[-1])
+    return out
 
 
 def naive_eta(elapsed_s: float, bytes_done: float, total_bytes: float) -> float | None:
