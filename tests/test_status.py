@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from skymigrate.core.plan import Plan, ShardSummary
 from skymigrate.core.progress import NodeHeartbeat
 from skymigrate.core.status import NodeView, condition, progress
@@ -80,3 +81,18 @@ def test_condition_transition_time_moves_only_on_flip() -> None:
     assert c2[0]["lastTransitionTime"] == c[0]["lastTransitionTime"] and c2[0]["message"] == "still copying"
     c3 = condition(c2, "Ready", True, "Succeeded", "done", NOW + 100)
     assert c3[0]["lastTransitionTime"] != c[0]["lastTransitionTime"] and c3[0]["status"] == "True"
+
+
+def test_operator_defaults_fill_only_what_the_manifest_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    from skymigrate.operator.kopf_main import parse_spec
+
+    monkeypatch.setenv("SKYMIGRATE_DEFAULT_LAUNCHER", "skypilot")
+    monkeypatch.setenv("SKYMIGRATE_STATE_URL", "s3://state-bucket/runs")
+    monkeypatch.setenv("SKYMIGRATE_STATE_ENDPOINT", "https://s3.example.com")
+    minimal = {"source": {"bucket": "src-bucket"}, "target": {"bucket": "dst-bucket"}}
+    spec, from_operator = parse_spec(minimal)
+    assert spec.launcher.type == "skypilot" and from_operator
+    assert spec.state_store.url == "s3://state-bucket/runs" and spec.state_store.endpoint == "https://s3.example.com"
+    own = {**minimal, "launcher": {"type": "local"}, "stateStore": {"url": "file:///var/lib/x"}}
+    spec, from_operator = parse_spec(own)
+    assert spec.launcher.type == "local" and spec.state_store.url == "file:///var/lib/x" and not from_operator

@@ -144,9 +144,17 @@ def structural_schema(model: type[BaseModel], path: str = "spec") -> Schema:
     return _structural(raw, raw.get("$defs", {}), path)
 
 
+# Left unset by the API server when a manifest omits them, so the operator can apply its own
+# installation-wide defaults (the chart's defaultLauncher and stateStore values).
+OPERATOR_DEFAULTED = ("launcher", "stateStore")
+
+
 def spec_schema() -> Schema:
     """The schema of ``.spec``, from :class:`MigrationSpec`."""
-    return structural_schema(MigrationSpec)
+    schema = structural_schema(MigrationSpec)
+    for name in OPERATOR_DEFAULTED:
+        schema["properties"][name].pop("default", None)
+    return schema
 
 
 def _text(description: str) -> Schema:

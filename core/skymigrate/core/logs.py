@@ -40,5 +40,6 @@ def setup(debug: bool = False, secrets: Iterable[str] = (), stream: object = Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    logging.getLogger("skymigrate").setLevel(logging.DEBUG if debug else logging.INFO)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -73,10 +75,38 @@ def read_secret_creds(cs: CredentialsSpec, namespace: str, side: str) -> Credent
     return Credentials(get(ref.access_key_id_key), get(ref.secret_access_key_key), get(ref.session_token_key))
 
 
-def resolve_creds(spec: MigrationSpec, namespace: str) -> Creds:
+def with_operator_defaults(spec: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Fill what the manifest left out with this installation's defaults (the chart's values)."""
+    env = os.environ if environ is None else environ
+    out = dict(spec)
+    if "launcher" not in out and env.get("SKYMIGRATE_DEFAULT_LAUNCHER"):
+        out["launcher"] = {"type": env["SKYMIGRATE_DEFAULT_LAUNCHER"]}
+    if "stateStore" not in out and env.get("SKYMIGRATE_STATE_URL"):
+        store = {"url": env["SKYMIGRATE_STATE_URL"], "fromOperator": True}
+        for key, var in (("endpoint", "SKYMIGRATE_STATE_ENDPOINT"), ("region", "SKYMIGRATE_STATE_REGION")):
+            if env.get(var):
+                store[key] = env[var]
+        out["stateStore"] = store
+    return out
+
+
+def parse_spec(spec: Mapping[str, Any]) -> tuple[MigrationSpec, bool]:
+    """The validated spec, and whether its state store is the operator's own (credentials from its env)."""
+    full = with_operator_defaults(spec)
+    store = dict(full.get("stateStore") or {})
+    from_operator = bool(store.pop("fromOperator", False))
+    if "stateStore" in full:
+        full["stateStore"] = store
+    return MigrationSpec.model_validate(full), from_operator
+
+
+def resolve_creds(spec: MigrationSpec, namespace: str, operator_state: bool = False) -> Creds:
     state = None
     if spec.state_store.url.startswith("s3://"):
-        state = read_secret_creds(spec.state_store.credentials, namespace, "state")
+        if operator_state:
+            state = Credentials.from_env("state")
+        else:
+            state = read_secret_creds(spec.state_store.credentials, namespace, "state")
     creds = Creds(
         read_secret_creds(spec.source.credentials, namespace, "source"),
         read_secret_creds(spec.target.credentials, namespace, "target"),
@@ -117,13 +147,13 @@ async def run_migration(
         return
     generation = int(meta.get("generation") or 1)
     try:
-        mspec = MigrationSpec.model_validate(dict(spec))
+        mspec, operator_state = parse_spec(spec)
     except ValidationError as e:
         problems = "; ".join(f"spec.{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         await asyncio.to_thread(_fail_early, body, namespace, name, generation, "InvalidSpec", problems)
         return
     try:
-        creds = await asyncio.to_thread(resolve_creds, mspec, namespace)
+        creds = await asyncio.to_thread(resolve_creds, mspec, namespace, operator_state)
     except CredentialsError as e:
         await asyncio.to_thread(_fail_early, body, namespace, name, generation, "CredentialsNotFound", str(e))
         return
@@ -171,7 +201,7 @@ async def spec_changed(
     if driver is None or not changed & MUTABLE_FIELDS:
         return
     try:
-        mspec = MigrationSpec.model_validate(dict(new))
+        mspec = parse_spec(new)[0]
     except ValidationError as e:
         kopf.event(body, type="Warning", reason="InvalidSpec", message=str(e)[:500])
         return
@@ -201,12 +231,12 @@ async def delete_migration(
     namespace = namespace or "default"
     driver = DRIVERS.pop(uid, None)
     try:
-        mspec = driver.spec if driver else MigrationSpec.model_validate(dict(spec))
+        mspec, operator_state = (driver.spec, False) if driver else parse_spec(spec)
     except ValidationError:
         return  # never got far enough to start anything
     if driver is None:
         try:
-            creds = await asyncio.to_thread(resolve_creds, mspec, namespace)
+            creds = await asyncio.to_thread(resolve_creds, mspec, namespace, operator_state)
         except CredentialsError:
             creds = Creds(Credentials(anonymous=True), Credentials(anonymous=True), None)
         driver = Driver(
@@ -228,6 +258,7 @@ def run(
     peering: str | None,
     verbose: bool,
 ) -> int:
+    verbose = verbose or os.environ.get("SKYMIGRATE_LOG_LEVEL", "").lower() == "debug"
     logs.setup(debug=verbose)
     if metrics_port >= 0:
         start_http_server(metrics_port, addr=metrics_addr, registry=REGISTRY)
