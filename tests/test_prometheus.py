@@ -3,8 +3,8 @@ a real migration between two moto S3 servers, and every PromQL expression of the
 Prometheus's HTTP API, must return data.
 
 The run is the product's own path: the real operator on a real kube-apiserver reconciles a Migration
-with the local launcher; Prometheus scrapes the operator (skymigrate_migration_*) and each agent
-(skymigrate_node_*), discovered from the metrics/<rank>.json the agents write to the state store.
+with the local launcher; Prometheus scrapes only the operator, as it would in the cluster: the operator
+serves its own skymigrate_migration_* and relays its agents' skymigrate_node_* (--relay-agent-metrics).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO / "dashboards" / "skymigrate.json"
 
 NAMESPACE, MIGRATION, NODES = "prom-ns", "prom-mig", 2
-AGENT_JOB, OPERATOR_JOB = "skymigrate-agents", "skymigrate-operator"
+OPERATOR_JOB = "skymigrate-operator"
 # What Grafana puts in for $__rate_interval with a 1 s scrape interval on a ~2 h range.
 RATE_INTERVAL = "10s"
 # Scrapes needed before the evaluation point: a full rate window plus slack.
@@ -218,10 +218,11 @@ def scraped(src_server: S3Server, dst_server: S3Server, tmp_path_factory: pytest
         _secret(cluster, "src-keys", src_server)
         _secret(cluster, "dst-keys", dst_server)
         (work / "operator").mkdir()
-        operator = OperatorProcess(cluster, NAMESPACE, work / "operator")
+        # As in the cluster: Prometheus reaches only the operator, which relays its local agents' metrics.
+        operator = OperatorProcess(cluster, NAMESPACE, work / "operator", extra_args=("--relay-agent-metrics",))
         stack.callback(operator.stop)
         operator.start()
-        prom = stack.enter_context(running_prometheus(work / "prometheus", [AGENT_JOB, OPERATOR_JOB]))
+        prom = stack.enter_context(running_prometheus(work / "prometheus", [OPERATOR_JOB]))
         prom.set_targets(OPERATOR_JOB, [f"{LOOPBACK}:{operator.metrics_port}"])
         started = time.time()
         state = work / "state"
@@ -241,23 +242,18 @@ def scraped(src_server: S3Server, dst_server: S3Server, tmp_path_factory: pytest
 
 
 def _follow(cluster: KubeCluster, prom: Prometheus, state: Path) -> tuple[float | None, float | None, str]:
-    """Point Prometheus at each agent as it writes metrics/<rank>.json, until the migration ends.
+    """Watch the migration until it ends.
 
     Returns (a time at which operator and agents had been scraped, all up and copying, for
     MIN_SCRAPED_SECONDS; when that began; the final phase). Queries are evaluated at that time later,
     so agents exiting (their series go stale) cannot race with the checks.
     """
     sel = f'namespace="{NAMESPACE}", migration="{MIGRATION}"'
-    targets: set[str] = set()
     all_up: float | None = None
     at: float | None = None
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         now = time.time()
-        found = {f"{LOOPBACK}:{json.loads(f.read_text())['port']}" for f in state.rglob("metrics/*.json")}
-        if found != targets:
-            targets = found
-            prom.set_targets(AGENT_JOB, sorted(targets))
         m = get_migration(cluster, NAMESPACE, MIGRATION) or {}
         phase = m.get("status", {}).get("phase", "")
         if phase in ("Succeeded", "Failed", "Cancelled"):

@@ -46,8 +46,9 @@ def install_crd(cluster: KubeCluster) -> None:
 class OperatorProcess:
     """`skymigrate operator` as a real process (so it can be killed and restarted)."""
 
-    def __init__(self, cluster: KubeCluster, namespace: str, workdir: Path) -> None:
+    def __init__(self, cluster: KubeCluster, namespace: str, workdir: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.cluster, self.namespace, self.workdir = cluster, namespace, workdir
+        self.extra_args = extra_args
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.proc: ServerProcess | None = None
@@ -61,7 +62,7 @@ class OperatorProcess:
             "operator",
             [sys.executable, "-m", "skymigrate.operator.cli", "operator", "--namespace", self.namespace,
              "--metrics-port", str(self.metrics_port), "--metrics-addr", LOOPBACK,
-             "--liveness", f"http://{LOOPBACK}:{self.health_port}/healthz"],
+             "--liveness", f"http://{LOOPBACK}:{self.health_port}/healthz", *self.extra_args],
             self.workdir / f"operator-{self.starts}.log", env=env,
         )  # fmt: skip
         import urllib.request

@@ -45,6 +45,11 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     o.add_argument("--metrics-port", type=int, default=9090, help="port for /metrics (-1 disables)")
     o.add_argument("--metrics-addr", default="0.0.0.0", help="address for /metrics")  # noqa: S104
+    o.add_argument(
+        "--relay-agent-metrics",
+        action="store_true",
+        help="also serve local agents' metrics on /metrics (agents listen on 127.0.0.1 only)",
+    )
     o.add_argument("--peering", default=None, help="kopf peering name (default: standalone, no peering)")
     o.add_argument("--verbose", action="store_true")
     return p
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(kopf_main.run(
                 namespaces=args.namespace, all_namespaces=args.all_namespaces, liveness=args.liveness,
                 metrics_port=args.metrics_port, metrics_addr=args.metrics_addr, peering=args.peering,
-                verbose=args.verbose,
+                verbose=args.verbose, relay_agent_metrics=args.relay_agent_metrics,
             ))  # fmt: skip
     except ManifestError as e:
         print(f"skymigrate: {e}", file=sys.stderr)

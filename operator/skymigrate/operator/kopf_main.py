@@ -257,9 +257,14 @@ def run(
     metrics_addr: str,
     peering: str | None,
     verbose: bool,
+    relay_agent_metrics: bool = False,
 ) -> int:
     verbose = verbose or os.environ.get("SKYMIGRATE_LOG_LEVEL", "").lower() == "debug"
     logs.setup(debug=verbose)
+    if relay_agent_metrics:
+        from skymigrate.operator.agent_metrics import AgentMetricsRelay, local_agent_urls
+
+        REGISTRY.register(AgentMetricsRelay(lambda: local_agent_urls(list(DRIVERS.values()))))
     if metrics_port >= 0:
         start_http_server(metrics_port, addr=metrics_addr, registry=REGISTRY)
         log.info("operator metrics on http://%s:%d/metrics", metrics_addr, metrics_port)
