@@ -88,6 +88,7 @@ CASES: dict[str, tuple[str, str]] = {
     "source credentials unset": ("no source credentials: set SKYMIGRATE_SOURCE_ACCESS_KEY_ID", ""),
     "target credentials unset": ("no target credentials: set SKYMIGRATE_TARGET_ACCESS_KEY_ID", ""),
     "state store read-only": ("cannot write state store file://", "Permission denied"),
+    "RAM disk path missing": ("RAM disk path /nonexistent/ramdisk does not exist", ""),
 }
 
 
@@ -114,6 +115,8 @@ def test_bad_input_fails_fast_with_one_clear_line(pair: Pair, case: str) -> None
         env = _env_without(pair, "SOURCE")
     elif case == "target credentials unset":
         env = _env_without(pair, "TARGET")
+    elif case == "RAM disk path missing":
+        _rewrite_config(pair, lambda s: s["ram_disk"].update(path="/nonexistent/ramdisk"))
     if case == "state store read-only":
         _read_only(pair)
     before = {str(p.relative_to(pair.state_dir)) for p in pair.state_dir.rglob("*")}

@@ -44,8 +44,12 @@ AWKWARD = [
 SIZES = {"dir/": 0, "dir/sub/": 0, "zero-byte": 0, "zero/deep/byte": 0}
 
 
-@pytest.mark.parametrize(("src_prefix", "dst_prefix"), [("in/", "out/put/"), ("", "")], ids=["prefixed", "root"])
-def test_awkward_keys_are_copied_exactly(pair: Pair, src_prefix: str, dst_prefix: str) -> None:
+@pytest.mark.parametrize(
+    ("src_prefix", "dst_prefix", "small"),
+    [("in/", "out/put/", "direct"), ("in/", "out/put/", "s5cmd"), ("", "", "s5cmd")],
+    ids=["prefixed-direct", "prefixed-s5cmd", "root-s5cmd"],
+)
+def test_awkward_keys_are_copied_exactly(pair: Pair, src_prefix: str, dst_prefix: str, small: str) -> None:
     objects = {k: payload(k, SIZES.get(k, 1000 + 37 * i)) for i, k in enumerate(AWKWARD)}
     src = pair.src.client()
     put_all(src, pair.src_bucket, objects, prefix=src_prefix)
@@ -56,7 +60,7 @@ def test_awkward_keys_are_copied_exactly(pair: Pair, src_prefix: str, dst_prefix
         source={"prefix": src_prefix}, target={"prefix": dst_prefix}, concurrency=4, transfer={"batchMaxObjects": 8}
     )
     pair.plan(spec)
-    r = pair.agent()
+    r = pair.agent(extra=("--small-objects", small))
     assert r.returncode == 0, r.stderr[-4000:]
     assert failed(pair) == []
     assert digests(pair.dst.client(), pair.dst_bucket) == expected({dst_prefix + k: v for k, v in objects.items()})

@@ -1,9 +1,12 @@
 """Content-Type, Content-Encoding, Content-Disposition, Cache-Control and user metadata survive every copy
-path: batches (`s5cmd run`), streams (`s5cmd cat | pipe`, single and multipart) and the in-process path."""
+path: small objects direct (GET/PUT) or in `s5cmd run` batches, streams (`s5cmd cat | pipe`, single and
+multipart) and the in-process path."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
 
 from tests.conftest import Pair
 from tests.support.agentkit import MiB, failed, put_multipart
@@ -25,7 +28,8 @@ def _head(client: Any, bucket: str, key: str) -> dict[str, Any]:
     return {k: h.get(k) for k in fields if h.get(k)}
 
 
-def test_headers_and_user_metadata_are_preserved_on_every_path(pair: Pair) -> None:
+@pytest.mark.parametrize("path", ["direct", "s5cmd"])
+def test_headers_and_user_metadata_are_preserved_on_every_path(pair: Pair, path: str) -> None:
     src = pair.src.client()
     small = {
         "batch/a.csv": payload("a", 2000),
@@ -47,7 +51,7 @@ def test_headers_and_user_metadata_are_preserved_on_every_path(pair: Pair) -> No
         put_multipart(src, pair.src_bucket, k, big[k], 5 * MiB, **HEADERS)
 
     pair.plan(pair.spec(concurrency=4, transfer={"smallObjectThreshold": MiB}, target={"prefix": "copy/"}))
-    r = pair.agent()
+    r = pair.agent(extra=("--small-objects", path))
     assert r.returncode == 0, r.stderr[-4000:]
     assert failed(pair) == []
     objects = {**small, **big}

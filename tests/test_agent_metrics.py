@@ -91,7 +91,7 @@ def test_metrics_are_served_while_running_and_match_the_copy(pair: Pair, tmp_pat
     assert one(final, "skymigrate_node_bytes_total", result="skipped") == sum(map(len, present.values()))
     assert one(final, "skymigrate_node_objects_total", result="skipped") == len(present)
     assert one(final, "skymigrate_node_objects_total", result="failed") == 1
-    assert one(final, "skymigrate_node_object_duration_seconds_count", method="batch") == len(copied) - 1
+    assert one(final, "skymigrate_node_object_duration_seconds_count", method="direct") == len(copied) - 1
     assert one(final, "skymigrate_node_object_duration_seconds_count", method="stream") == 1
     assert one(final, "skymigrate_node_up") == 0.0
     assert one(final, "skymigrate_node_remaining_bytes") == 0.0

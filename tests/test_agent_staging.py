@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from skymigrate.agent.staging import STALE_AFTER_S, StagingArea
+from skymigrate.agent.staging import STALE_AFTER_S, StagingArea, StagingError
 
 
 def _leftovers(area: StagingArea, stale_bytes: int, fresh_bytes: int) -> tuple[Path, Path]:
@@ -47,6 +47,7 @@ def test_thresholds(
     after: int,
 ) -> None:
     area = StagingArea(str(tmp_path), capacity=1000)
+    area.open()
     try:
         stale, fresh = _leftovers(area, stale_b, fresh_b)
         caplog.set_level(logging.INFO, logger="skymigrate.agent")
@@ -72,6 +73,7 @@ def test_thresholds(
 
 def test_reservations_wait_for_room_instead_of_overfilling(tmp_path: Path) -> None:
     area = StagingArea(str(tmp_path), capacity=1000)
+    area.open()
     order: list[str] = []
     with area.reserve(600, "a"):
         t = threading.Thread(target=lambda: _take(area, order))
@@ -100,5 +102,12 @@ def test_directories_of_dead_agents_are_removed(tmp_path: Path) -> None:
     unrelated = tmp_path / "something-else"
     unrelated.mkdir()
     area = StagingArea(str(tmp_path), capacity=1000)
+    assert orphan.exists()  # nothing happens before there is work to stage
+    area.open()
     assert not orphan.exists() and alive.exists() and unrelated.exists() and area.dir.exists()
     area.close()
+
+
+def test_a_missing_ram_disk_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StagingError, match=r"RAM disk path .*/not-mounted does not exist \(ramDisk.path\)"):
+        StagingArea(str(tmp_path / "not-mounted"), capacity=1000)

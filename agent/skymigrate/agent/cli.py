@@ -87,6 +87,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--metrics-addr", default=os.environ.get("SKYMIGRATE_METRICS_ADDR", "0.0.0.0"))  # noqa: S104
     p.add_argument("--uid-tag", default="", help=argparse.SUPPRESS)  # lets a launcher recognise its processes
+    p.add_argument(
+        "--small-objects",
+        choices=("direct", "s5cmd"),
+        default=os.environ.get("SKYMIGRATE_SMALL_OBJECTS", "direct"),
+        help="how objects up to transfer.smallObjectThreshold move: 'direct' (one GET and one PUT each, "
+        "in-process; the default) or 's5cmd' (batches through `s5cmd run` over the RAM-disk staging area)",
+    )
     p.add_argument("--debug", action="store_true", help="detailed per-object diagnostics (also spec.debug)")
     return p
 
@@ -133,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             serving = True
             log.info("metrics on http://%s:%d/metrics", args.metrics_addr, port)
             store.put(f"metrics/{args.rank}.json", f'{{"port": {port}, "pid": {os.getpid()}}}'.encode())
-        agent = Agent(cfg, store, args.rank, args.nodes, src, tgt, metrics)
+        agent = Agent(cfg, store, args.rank, args.nodes, src, tgt, metrics, args.small_objects)
         code = agent.run()
         if serving and args.metrics_linger > 0:
             _linger(args.metrics_linger)

@@ -13,12 +13,14 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Literal
 
 from skymigrate.agent import s5cmd
 from skymigrate.agent.batch import copy_batch
+from skymigrate.agent.direct import copy_direct
 from skymigrate.agent.inprocess import copy_inprocess, staged_bytes
 from skymigrate.agent.journal import Journal
-from skymigrate.agent.staging import StagingArea, disk_usage
+from skymigrate.agent.staging import StagingArea, StagingError, disk_usage
 from skymigrate.agent.stream import copy_stream, s5cmd_can_carry
 from skymigrate.agent.tracker import Tracker, report
 from skymigrate.agent.work import Context, ObjectMeta, Outcome, Stage, head
@@ -42,7 +44,7 @@ class AgentError(RuntimeError):
 class Task:
     ready_at: float
     seq: int
-    kind: str = field(compare=False)  # "batch" | "stream" | "inprocess"
+    kind: str = field(compare=False)  # "direct" | "batch" | "stream" | "inprocess"
     entries: list[ObjectEntry] = field(compare=False)
 
 
@@ -60,8 +62,30 @@ def backoff(attempt: int, initial: float, cap: float, rng: random.Random) -> flo
     return rng.uniform(0, min(cap, initial * 2 ** (attempt - 1)))
 
 
-def plan_tasks(entries: list[ObjectEntry], threshold: int, batch_objects: int, batch_bytes: int) -> Iterator[Task]:
-    """Large objects first (so the tail is made of small, quick work), then batches of small ones."""
+SmallObjects = Literal["direct", "s5cmd"]
+MIN_BATCH_OBJECTS = 8  # below this a batch's three s5cmd processes cost more than they save
+MIN_BATCH_BYTES = 16 * 2**20
+
+
+def plan_tasks(
+    entries: list[ObjectEntry],
+    threshold: int,
+    batch_objects: int,
+    batch_bytes: int,
+    slots: int = 1,
+    small: SmallObjects = "direct",
+) -> Iterator[Task]:
+    """Large objects first (so the tail is made of small, quick work), then batches of small ones.
+
+    Batches are cut small enough that every one of ``slots`` workers gets at least two: a batch runs its
+    download, upload and check one after the other, so only several batches in flight keep both the
+    network directions and the CPU busy at the same time.
+    """
+    smalls = [e for e in entries if e.size <= threshold]
+    per_slot = 2 * max(slots, 1)
+    batch_objects = min(batch_objects, max(MIN_BATCH_OBJECTS, -(-len(smalls) // per_slot)))
+    batch_bytes = min(batch_bytes, max(MIN_BATCH_BYTES, -(-sum(e.size for e in smalls) // per_slot)))
+    kind = "direct" if small == "direct" else "batch"
     seq = itertools.count()
     large = sorted((e for e in entries if e.size > threshold), key=lambda e: -e.size)
     for e in large:
@@ -71,16 +95,16 @@ def plan_tasks(entries: list[ObjectEntry], threshold: int, batch_objects: int, b
     for e in entries:
         if e.size > threshold:
             continue
-        if not s5cmd.safe_key(e.key):
+        if kind == "batch" and not s5cmd.safe_key(e.key):
             yield Task(0.0, next(seq), "inprocess", [e])
             continue
         if batch and (len(batch) >= batch_objects or nbytes + e.size > batch_bytes):
-            yield Task(0.0, next(seq), "batch", batch)
+            yield Task(0.0, next(seq), kind, batch)
             batch, nbytes = [], 0
         batch.append(e)
         nbytes += e.size
     if batch:
-        yield Task(0.0, next(seq), "batch", batch)
+        yield Task(0.0, next(seq), kind, batch)
 
 
 class Agent:
@@ -93,8 +117,10 @@ class Agent:
         source_creds: Credentials,
         target_creds: Credentials,
         metrics: AgentMetrics,
+        small_objects: SmallObjects = "direct",
     ) -> None:
         self.cfg, self.spec, self.store = config, config.spec, store
+        self.small_objects: SmallObjects = small_objects
         self.rank, self.nodes = rank, nodes
         src, tgt = self.spec.source, self.spec.target
         pool = max(32, self.spec.concurrency * 8)
@@ -103,12 +129,16 @@ class Agent:
         self.tracker = Tracker(rank, metrics)
         self.metrics = metrics
         self.journal = Journal(store, rank)
-        self.staging = StagingArea(self.spec.ram_disk.path, self.spec.ram_disk.size_bytes)
+        try:
+            self.staging = StagingArea(self.spec.ram_disk.path, self.spec.ram_disk.size_bytes)
+        except StagingError as e:
+            raise AgentError(str(e)) from e
         self.failed: dict[str, FailedObject] = {}
         self.attempts: dict[str, int] = {}
         self._stop = threading.Event()
         self._rng = random.Random()
         self._head_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="head")
+        self._small_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="small")
         self.ctx = Context(
             source=s5cmd.Endpoint(src, source_creds),
             target=s5cmd.Endpoint(tgt, target_creds),
@@ -181,10 +211,22 @@ class Agent:
 
     # --- the run -----------------------------------------------------------------------------
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            self._head_pool.shutdown(wait=False, cancel_futures=True)
+            self._small_pool.shutdown(wait=False, cancel_futures=True)
+            self.staging.close()
+
+    def _run(self) -> int:
         # A copy whose progress cannot be journaled could not resume: fail before touching anything.
         self.store.put(progress_path(self.rank), self.tracker.heartbeat("Launching").model_dump_json().encode())
         self.preflight()
         entries = self.load_shard()
+        try:
+            self.staging.open()
+        except (OSError, StagingError) as err:
+            raise AgentError(str(err)) from err
         self.abort_stale_uploads(entries)
         self.tracker.set_totals(len(entries), sum(e.size for e in entries))
         done = self.journal.load()
@@ -217,8 +259,6 @@ class Agent:
         finally:
             self._stop.set()
             reporter.join()
-            self._head_pool.shutdown(wait=False, cancel_futures=True)
-            self.staging.close()
         phase: NodePhase = "Failed" if self.failed else "Succeeded"
         self._flush(phase)
         log.info(report(self.tracker.heartbeat(phase), self.tracker.elapsed()))
@@ -232,7 +272,16 @@ class Agent:
     def _copy_all(self, todo: list[ObjectEntry]) -> None:
         tr = self.spec.transfer
         batch_bytes = min(tr.batch_max_bytes, max(self.staging.capacity // (2 * self.spec.concurrency), 1))
-        queue = list(plan_tasks(todo, tr.small_object_threshold, tr.batch_max_objects, batch_bytes))
+        queue = list(
+            plan_tasks(
+                todo,
+                tr.small_object_threshold,
+                tr.batch_max_objects,
+                batch_bytes,
+                self.spec.concurrency,
+                self.small_objects,
+            )
+        )
         heapq.heapify(queue)
         seq = itertools.count(len(queue))
         running: dict[Future[list[Outcome]], Task] = {}
@@ -264,6 +313,8 @@ class Agent:
                         heapq.heappush(queue, Task(time.monotonic() + delay, next(seq), task.kind, retry))
 
     def _run_task(self, task: Task) -> list[Outcome]:
+        if task.kind == "direct":
+            return list(self._small_pool.map(self._direct, task.entries))
         metas = list(self._head_pool.map(self._head_source, task.entries))
         out: list[Outcome] = []
         items: list[tuple[ObjectEntry, ObjectMeta]] = []
@@ -296,6 +347,12 @@ class Agent:
     def _inprocess(self, items: list[tuple[ObjectEntry, ObjectMeta]], name: str) -> list[Outcome]:
         with self.staging.reserve(max(staged_bytes(m) for _, m in items), name) as d:  # one object at a time
             return [copy_inprocess(self.ctx, e, m, d / str(i)) for i, (e, m) in enumerate(items)]
+
+    def _direct(self, e: ObjectEntry) -> Outcome:
+        outcome, meta = copy_direct(self.ctx, e)
+        if self.spec.debug and meta is not None:
+            self._debug_object(e, meta)
+        return outcome
 
     def _head_source(self, e: ObjectEntry) -> ObjectMeta | Outcome:
         try:

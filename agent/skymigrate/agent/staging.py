@@ -37,18 +37,30 @@ class Usage:
         return max(self.capacity - self.used, 0)
 
 
+class StagingError(RuntimeError):
+    pass
+
+
 class StagingArea:
     def __init__(self, root: str | None, capacity: int) -> None:
         base = Path(root) if root else Path(tempfile.gettempdir())
+        if not base.is_dir():
+            raise StagingError(f"RAM disk path {base} does not exist (ramDisk.path): mount it or leave it unset")
+        self.base = base
         # A real mount (tmpfs) reports its own usage; a plain directory is bounded by the configured size.
-        self.is_mount = base.is_dir() and os.path.ismount(base)
+        self.is_mount = os.path.ismount(base)
         self.dir = base / f"{PREFIX}{os.getpid()}"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        remove_orphans(base)
         self.capacity = min(capacity, shutil.disk_usage(base).total) if not self.is_mount else capacity
         self._reserved = 0
         self._active: set[Path] = set()
         self._cond = threading.Condition()
+
+    def open(self) -> None:
+        """Create this agent's directory (and remove those of dead agents) once there is work to stage."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.dir, os.W_OK):
+            raise StagingError(f"RAM disk path {self.base} is not writable")
+        remove_orphans(self.base)
 
     def usage(self) -> Usage:
         if self.is_mount:

@@ -36,6 +36,7 @@ class Tracker:
     def set_totals(self, objects: int, nbytes: int) -> None:
         with self._lock:
             self.objects_total, self.bytes_total = objects, nbytes
+        self.estimator.add(time.monotonic(), 0, 0)  # copying starts now: a short run still gets a speed
         self.metrics.total_objects.set(objects)
         self.metrics.total_bytes.set(nbytes)
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 Stage = Literal["download", "upload", "verify"]
-Method = Literal["batch", "stream", "inprocess"]
+Method = Literal["direct", "batch", "stream", "inprocess"]
 
 # Headers that travel with an object besides its bytes (user metadata is carried separately).
 HEADER_FIELDS = ("ContentType", "ContentEncoding", "ContentDisposition", "CacheControl", "ContentLanguage")
@@ -103,11 +103,11 @@ def head(client: S3Client, bucket: str, key: str) -> ObjectMeta | None:
             return None
         raise
     if (parts_in(meta.etag) or 0) > 1:
-        meta = replace(meta, part_size=_first_part_size(client, bucket, key, meta.size))
+        meta = replace(meta, part_size=first_part_size(client, bucket, key, meta.size))
     return meta
 
 
-def _first_part_size(client: S3Client, bucket: str, key: str, size: int) -> int | None:
+def first_part_size(client: S3Client, bucket: str, key: str, size: int) -> int | None:
     """Part 1's length: the uploader's part size. None when the server ignores partNumber."""
     from botocore.exceptions import ClientError
 
