@@ -279,6 +279,25 @@ def test_restarted_operator_reattaches_instead_of_launching_twice(
     launcher.teardown(req)
 
 
+def test_restart_mid_launch_follows_the_same_request(launcher: SkyPilotLauncher, fake: skyfake.FakeState) -> None:
+    fake.script(launch=["hang"])
+    req = request()
+    first = threading.Thread(target=launcher.launch, args=(req,))
+    first.start()
+    fake.wait_for(lambda d: any(r["status"] == "PENDING" for r in d["requests"].values()))
+    # The operator restarts while SkyPilot is still provisioning: the new one follows request req-1.
+    again = SkyPilotLauncher(launcher.client, launcher.root, poll_interval=0)
+    second = threading.Thread(target=again.launch, args=(req,))
+    second.start()
+    fake.complete_launch("req-1", req.cluster_name)
+    first.join(timeout=60)
+    second.join(timeout=60)
+    assert not first.is_alive() and not second.is_alive()
+    assert len(fake.calls("launch")) == 1
+    assert again.poll(req).phase == "Running"
+    again.teardown(req)
+
+
 def test_local_state_store_is_refused(launcher: SkyPilotLauncher, fake: skyfake.FakeState) -> None:
     req = request()
     local = LaunchRequest(req.namespace, req.name, req.uid, req.spec, "file:///var/lib/state", dict(SECRETS))

@@ -133,6 +133,14 @@ class FakeState:
                 if j["job_id"] == job_id:
                     j.update(status=status, **kw)
 
+    def complete_launch(self, rid: str, cluster: str) -> None:
+        """A hanging launch request finishes: the cluster is up with job 1 running."""
+        with self.edit() as d:
+            d["clusters"][cluster].update(
+                status="UP", reason=None, jobs=[{"job_id": 1, "status": "RUNNING", "ranks": ""}]
+            )
+            d["requests"][rid].update(status="SUCCEEDED", result=[1, None])
+
     def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while not pred(self.read()):

@@ -22,6 +22,7 @@ log = logging.getLogger("skymigrate.operator")
 RUNNER = Path(__file__).with_name("sky_runner.py")
 SKY_VERSION = "0.14.1"
 CALL_TIMEOUT_S = 600.0
+LONG_CALL_TIMEOUT_S = 3 * 3600.0  # waiting for a launch or a teardown: minutes, never hours
 _CRED_PREFIXES = ("SKYMIGRATE_SOURCE_", "SKYMIGRATE_TARGET_", "SKYMIGRATE_STATE_")
 
 
@@ -70,21 +71,27 @@ class _Runner:
     def __init__(self, proc: subprocess.Popen[str], default_sink: Callable[[str], None]) -> None:
         self.proc = proc
         self.sink = default_sink
+        self.lock = threading.Lock()
+        self.call: object | None = None  # the call this runner serves now (a canceller may only kill that one)
         self.answers: queue.Queue[dict[str, Any] | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True, name="sky-runner-out").start()
         threading.Thread(target=self._errors, daemon=True, name="sky-runner-err").start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with contextlib.suppress(json.JSONDecodeError):
-                self.answers.put(json.loads(line))
-        self.answers.put(None)
+        try:
+            for line in self.proc.stdout:
+                with contextlib.suppress(ValueError):
+                    self.answers.put(json.loads(line))
+        finally:
+            self.answers.put(None)  # whatever happened, nobody waits forever
 
     def _errors(self) -> None:
+        # Drained to the end whatever a line holds: a full stderr pipe would stall the runner.
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
-            self.sink(line.rstrip("\n"))
+            with contextlib.suppress(Exception):
+                self.sink(line.rstrip("\n"))
 
     @property
     def alive(self) -> bool:
@@ -160,7 +167,8 @@ class SkyClient:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
             env=self._env(),
             start_new_session=True,
         )
@@ -201,17 +209,31 @@ class SkyClient:
         *,
         timeout: float | None = CALL_TIMEOUT_S,
         log_file: Path | None = None,
-        on_start: Callable[[subprocess.Popen[str]], None] = lambda p: None,
+        on_start: Callable[[Callable[[], None]], None] = lambda cancel: None,
         **args: Any,
     ) -> dict[str, Any]:
-        """Run one operation; ``timeout=None`` for calls that legitimately take minutes."""
+        """Run one operation (``timeout``: seconds to wait for its answer; None waits as long as it takes).
+
+        ``on_start`` receives a function that aborts this very call (it kills the runner process only
+        while that process still serves this call, never once it went back to the pool)."""
         r = self._checkout()
-        on_start(r.proc)
+        token = object()
+        with r.lock:
+            r.call = token
+
+        def cancel() -> None:
+            with r.lock:
+                if r.call is token:
+                    r.kill()
+
+        on_start(cancel)
         if log_file is not None:
             r.sink = self._sink(log_file)
         try:
             raw = r.request({"id": next(self._ids), "op": op, **args}, timeout)
         finally:
+            with r.lock:
+                r.call = None
             self._checkin(r)
         if raw is None:
             if r.proc.returncode is not None and r.proc.returncode < 0:

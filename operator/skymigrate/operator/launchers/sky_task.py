@@ -6,8 +6,10 @@ adds them as the task's ``secrets:`` in memory, so no task dict this module buil
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +146,17 @@ def aws_shared_files() -> dict[str, str]:
         "~/.aws/config": os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"),
     }
     return {dst: str(Path(src).expanduser()) for dst, src in files.items() if Path(src).expanduser().is_file()}
+
+
+def missing_profiles(req: LaunchRequest) -> list[str]:
+    """Profiles the request names that no local AWS file defines (the nodes could not resolve them)."""
+    text = ""
+    for src in aws_shared_files().values():
+        with contextlib.suppress(OSError):
+            text += Path(src).read_text(errors="replace") + "\n"
+    sections = {m.strip().removeprefix("profile ").strip() for m in re.findall(r"^\s*\[([^\]]+)\]", text, re.M)}
+    names = {v for k, v in req.secret_env.items() if k.endswith("_PROFILE")}
+    return sorted(names - sections)
 
 
 def envs(req: LaunchRequest, agent: AgentSource, ranks: list[int] | None = None) -> dict[str, str]:

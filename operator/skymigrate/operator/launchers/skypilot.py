@@ -14,22 +14,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from skymigrate.operator.launchers import sky_task
 from skymigrate.operator.launchers.base import LaunchRequest, LaunchStatus, NodeLaunchPhase, NodeState
-from skymigrate.operator.launchers.sky_client import Redactor, SkyClient, SkyError
+from skymigrate.operator.launchers.sky_client import LONG_CALL_TIMEOUT_S, Redactor, SkyClient, SkyError
 from skymigrate.operator.launchers.sky_wheel import build_agent_wheel
 
 log = logging.getLogger("skymigrate.operator")
 
 REASONS = {
     "provisioning": "ProvisioningFailed",
+    "credentials": "CredentialsUnavailable",
     "invalid": "InvalidSkyPilotTask",
     "api": "SkyPilotApiUnavailable",
     "unavailable": "SkyPilotNotInstalled",
@@ -57,6 +58,14 @@ def sky_root() -> Path:
     return Path(os.environ.get("SKYMIGRATE_RUN_DIR", Path.home() / ".cache" / "skymigrate" / "run")) / "sky"
 
 
+def _aws_files() -> str:
+    return (
+        os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")
+        + " / "
+        + os.environ.get("AWS_CONFIG_FILE", "~/.aws/config")
+    )
+
+
 def _secret_values(req: LaunchRequest) -> list[str]:
     return [v for k, v in req.secret_env.items() if not k.endswith(("_PROFILE", "_ANONYMOUS"))]
 
@@ -80,7 +89,7 @@ class _Live:
     lock: threading.RLock = field(default_factory=threading.RLock)
     launching: bool = False
     cancelled: threading.Event = field(default_factory=threading.Event)
-    procs: set[subprocess.Popen[str]] = field(default_factory=set)
+    cancels: list[Callable[[], None]] = field(default_factory=list)  # abort the waits in flight
     relaunching: set[int] = field(default_factory=set)
     cached: tuple[float, LaunchStatus] | None = None
 
@@ -170,18 +179,20 @@ class SkyPilotLauncher:
 
     def _wait(self, req: LaunchRequest, request_id: str) -> dict[str, Any]:
         live = self._l(req)
+        mine: list[Callable[[], None]] = []
 
-        def track(p: subprocess.Popen[str]) -> None:
+        def track(cancel: Callable[[], None]) -> None:
             with live.lock:
-                live.procs.add(p)
+                live.cancels.append(cancel)
+                mine.append(cancel)
 
         try:
             return self.client.call(
-                "wait", request_id=request_id, timeout=None, log_file=self.log_file(req), on_start=track
+                "wait", request_id=request_id, timeout=LONG_CALL_TIMEOUT_S, log_file=self.log_file(req), on_start=track
             )
         finally:
             with live.lock:
-                live.procs = {p for p in live.procs if p.poll() is None}
+                live.cancels = [c for c in live.cancels if c not in mine]
 
     def _record_jobs(self, st: _State, result: dict[str, Any], ranks: list[int] | None) -> None:
         ids = result.get("job_ids") or ([result["job_id"]] if result.get("job_id") is not None else [])
@@ -192,42 +203,24 @@ class SkyPilotLauncher:
     def launch(self, req: LaunchRequest) -> None:
         self.redact.add(_secret_values(req))
         live = self._l(req)
-        with live.lock:
-            if live.launching:
-                return  # another thread is launching it
-            st = self._load(req)
-            if st.launched and not st.torn_down and st.failure is None:
-                return  # re-attach: already running
-            if not req.state_url.startswith("s3://"):
-                self._fail(
-                    req,
-                    st,
-                    SkyError("invalid", "StateStore", f"{req.state_url} is local to this machine"),
-                    "the SkyPilot launcher needs an s3:// state store both this operator and the nodes reach",
-                )
-                return
-            if not st.launched and self._adopt(req, st):
-                return
-            st = _State(managed=req.spec.launcher.recovery)
-            live.cancelled.clear()
-            live.cached = None
-            try:
-                submitted = self.client.call("launch", **self._submit_args(req))
-            except SkyError as e:
-                self._fail(req, st, e, "launch")
-                return
-            st.request_id = submitted["request_id"]
-            self._save(req, st)
-            live.launching = True
-        log.info("%s: SkyPilot launch of %s submitted (request %s)", req.name, req.cluster_name, st.request_id)
+        request_id, resumed = self._begin(req)
+        if request_id is None:
+            return
         try:
-            result = self._wait(req, st.request_id)
+            result = self._wait(req, request_id)
         except SkyError as e:
             with live.lock:
                 live.launching = False
                 if live.cancelled.is_set():
                     return  # torn down while launching: not a failure
-                self._fail(req, self._load(req), e, "launch")
+                st = self._load(req)
+                if not (resumed and e.kind in ("error", "missing", "api")):
+                    self._fail(req, st, e, "launch")
+                    return
+                # The request a previous operator followed is unknown to this API server: launch afresh.
+                st.request_id = None
+                self._save(req, st)
+            self.launch(req)
             return
         with live.lock:
             live.launching = False
@@ -239,6 +232,54 @@ class SkyPilotLauncher:
             self._record_jobs(st, result, None)
             self._save(req, st)
         log.info("%s: SkyPilot %s is up, jobs %s", req.name, req.cluster_name, sorted(st.jobs))
+
+    def _begin(self, req: LaunchRequest) -> tuple[str | None, bool]:
+        """Under the lock: check, then submit (or resume following) a launch. (request id, resumed)."""
+        live = self._l(req)
+        with live.lock:
+            if live.launching:
+                return None, False  # another thread is launching it
+            st = self._load(req)
+            if st.launched and not st.torn_down and st.failure is None:
+                return None, False  # re-attach: already running
+            if not req.state_url.startswith("s3://"):
+                self._fail(
+                    req,
+                    st,
+                    SkyError("invalid", "StateStore", f"{req.state_url} is local to this machine"),
+                    "the SkyPilot launcher needs an s3:// state store both this operator and the nodes reach",
+                )
+                return None, False
+            if missing := sky_task.missing_profiles(req):
+                self._fail(
+                    req,
+                    st,
+                    SkyError(
+                        "credentials", "Profile", f"AWS profile(s) {', '.join(missing)} not found in {_aws_files()}"
+                    ),
+                    "profile credentials are copied to the nodes from this machine's AWS config files",
+                )
+                return None, False
+            live.cancelled.clear()
+            live.cached = None
+            if st.request_id and not st.launched and not st.torn_down and st.failure is None:
+                # A launch submitted before an operator restart: follow it rather than launch twice.
+                live.launching = True
+                log.info("%s: following SkyPilot launch request %s", req.name, st.request_id)
+                return st.request_id, True
+            if not st.launched and self._adopt(req, st):
+                return None, False
+            st = _State(managed=req.spec.launcher.recovery)
+            try:
+                submitted = self.client.call("launch", **self._submit_args(req))
+            except SkyError as e:
+                self._fail(req, st, e, "launch")
+                return None, False
+            st.request_id = submitted["request_id"]
+            self._save(req, st)
+            live.launching = True
+        log.info("%s: SkyPilot launch of %s submitted (request %s)", req.name, req.cluster_name, st.request_id)
+        return st.request_id, False
 
     def _adopt(self, req: LaunchRequest, st: _State) -> bool:
         """A cluster or managed job by this name, launched before a restart that lost our state file."""
@@ -436,23 +477,29 @@ class SkyPilotLauncher:
             live.cancelled.set()
             live.cached = None
             request_id = st.request_id if live.launching else None
-            procs = set(live.procs)
+            cancels = list(live.cancels)
         if request_id:
             try:
                 self.client.call("cancel_request", request_id=request_id)
             except SkyError as e:
                 log.warning("%s: cancelling SkyPilot request %s: %s", req.name, request_id, e.message)
-            for p in procs:  # the waiting runner: SkyPilot already stopped the request
-                p.kill()
+            for cancel in cancels:  # the waiting runner: SkyPilot already stopped the request
+                cancel()
         for attempt in range(1, self.teardown_attempts + 1):
             try:
                 if st.managed:
                     ids = [int(j) for j in st.jobs]  # none yet if the launch was cancelled: cancel by name
                     self.client.call(
-                        "jobs_cancel", name=req.cluster_name, job_ids=ids, timeout=None, log_file=self.log_file(req)
+                        "jobs_cancel",
+                        name=req.cluster_name,
+                        job_ids=ids,
+                        timeout=LONG_CALL_TIMEOUT_S,
+                        log_file=self.log_file(req),
                     )
                 else:
-                    self.client.call("down", cluster=req.cluster_name, timeout=None, log_file=self.log_file(req))
+                    self.client.call(
+                        "down", cluster=req.cluster_name, timeout=LONG_CALL_TIMEOUT_S, log_file=self.log_file(req)
+                    )
                 log.info("%s: SkyPilot %s torn down", req.name, req.cluster_name)
                 return
             except SkyError as e:
