@@ -122,3 +122,30 @@ def test_fresh_state_skips_objects_already_identical_in_target(pair: Pair) -> No
     assert digests(dst, pair.dst_bucket) == expected(objects)
     hb = heartbeat(pair)
     assert hb["objects_skipped"] == len(same) and hb["objects_done"] == len(objects)
+
+
+def test_sigterm_records_every_verified_object_before_stopping(pair: Pair, tmp_path: Path) -> None:
+    objects = {f"t/{i:04d}": payload(f"t{i}", 30_000 + i) for i in range(300)}
+    put_all(pair.src.client(), pair.src_bucket, objects)
+    # One heartbeat early on, then none for an hour: only the SIGTERM handler can journal the rest.
+    pair.plan(pair.spec(concurrency=1, progress={"nodeIntervalSeconds": 3600}, transfer={"batchMaxObjects": 5}))
+    run = start_agent(pair, tmp_path / "logs", tag="first", extra=("--small-objects", "s5cmd"))
+    dst = pair.dst.client()
+    try:
+        wait_for("the early journal segment", lambda: len(journal_segments(pair)) >= 1, 120, run)
+        early = journaled(pair)
+        wait_for("more copies", lambda: len(modified(dst, pair.dst_bucket)) >= len(early) + 40, 120, run)
+        in_target = set(modified(dst, pair.dst_bucket))
+        run.proc.terminate()
+        assert run.wait(30) == 143, run.stderr[-3000:]
+    finally:
+        run.kill()
+    assert "SIGTERM: recording finished objects" in run.stderr
+    done = journaled(pair)
+    assert len(done) >= len(in_target) - 5  # all but the batch in flight (its objects are listed but unverified)
+    assert done <= set(modified(dst, pair.dst_bucket))
+    assert len(done) < len(objects)
+    second = start_agent(pair, tmp_path / "logs", tag="second")
+    assert second.wait() == 0, second.stderr[-4000:]
+    assert start_line(second.stderr)[0] == len(done)
+    assert digests(dst, pair.dst_bucket) == expected(objects)

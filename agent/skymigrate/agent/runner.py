@@ -7,7 +7,9 @@ import heapq
 import itertools
 import json
 import logging
+import os
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -211,12 +213,35 @@ class Agent:
 
     # --- the run -----------------------------------------------------------------------------
     def run(self) -> int:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             return self._run()
         finally:
             self._head_pool.shutdown(wait=False, cancel_futures=True)
             self._small_pool.shutdown(wait=False, cancel_futures=True)
             self.staging.close()
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        # Not in the handler itself: it may have interrupted a thread holding the journal's lock.
+        threading.Thread(target=self._stop_now, name="sigterm", daemon=True).start()
+
+    def _stop_now(self) -> None:
+        """Keep what was verified (the journal) and stop at once. Copies in flight are abandoned: their
+        s5cmd processes die with this one, an unfinished PUT is discarded by the server, and a multipart
+        upload left open is aborted by the next run, which copies those objects again."""
+        log.warning("⏹️ SIGTERM: recording finished objects, then stopping")
+        try:
+            self.journal.flush()
+            self.store.put(failed_path(self.rank), self._failed_jsonl())
+        except Exception as e:
+            log.error("could not record progress before stopping: %s", e)
+        finally:
+            logging.shutdown()
+            os._exit(143)
+
+    def _failed_jsonl(self) -> bytes:
+        return "".join(json.dumps(f.__dict__, ensure_ascii=False) + "\n" for f in list(self.failed.values())).encode()
 
     def _run(self) -> int:
         # A copy whose progress cannot be journaled could not resume: fail before touching anything.
@@ -433,8 +458,7 @@ class Agent:
         self.tracker.usage = (ram.used, ram.capacity, disk.used, disk.capacity)
         self.tracker.sample()
         self.journal.flush()
-        failed = "".join(json.dumps(f.__dict__, ensure_ascii=False) + "\n" for f in self.failed.values())
-        self.store.put(failed_path(self.rank), failed.encode())
+        self.store.put(failed_path(self.rank), self._failed_jsonl())
         self.store.put(progress_path(self.rank), self.tracker.heartbeat(phase).model_dump_json().encode())
 
 

@@ -10,6 +10,7 @@ it); otherwise the upload is killed before completing, and any multipart upload 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import subprocess
 import threading
@@ -21,6 +22,9 @@ from skymigrate.core.manifest import ObjectEntry
 
 CHUNK = 1 << 20
 MiB = 1 << 20
+# Download ranges need not match the upload's parts; larger ones mean fewer requests (and some servers,
+# moto among them, pay for every range with a pass over the whole object).
+DOWNLOAD_RANGE_MIB = 64
 
 
 def _drain(stream: IO[bytes], sink: list[bytes]) -> threading.Thread:
@@ -64,7 +68,8 @@ def copy_stream(ctx: Context, entry: ObjectEntry, meta: ObjectMeta) -> Outcome:
     h = hasher_for(meta, part_size, known, single_put=False, verify=ctx.transfer.verify_checksum)
     p_mib = str(part_size // MiB)
     conc = str(ctx.part_concurrency)
-    cat_cmd = [*ctx.source.args(), "cat", "--raw", "-c", conc, "-p", p_mib, src_url]
+    dl_mib = str(max(part_size // MiB, DOWNLOAD_RANGE_MIB))
+    cat_cmd = [*ctx.source.args(), "cat", "--raw", "-c", conc, "-p", dl_mib, src_url]
     pipe_cmd = [*ctx.target.args(), "pipe", "--raw", "-c", conc, "-p", p_mib, *meta_flags(meta), dst_url]
     ctx.debug(f"   Streaming: s5cmd cat {src_url} | relay | s5cmd pipe -p {p_mib} {dst_url}")
     cat = subprocess.Popen(cat_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ctx.source.env())
@@ -72,6 +77,9 @@ def copy_stream(ctx: Context, entry: ObjectEntry, meta: ObjectMeta) -> Outcome:
         pipe_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ctx.target.env()
     )
     assert cat.stdout and cat.stderr and pipe.stdin and pipe.stdout and pipe.stderr
+    for fd in (cat.stdout.fileno(), pipe.stdin.fileno()):  # 1 MiB pipes: a sixteenth of the syscalls
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, CHUNK)
     cat_err: list[bytes] = []
     pipe_err: list[bytes] = []
     pipe_out: list[bytes] = []
