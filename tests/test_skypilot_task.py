@@ -240,3 +240,26 @@ def test_task_dict_holds_no_secret_and_ram_disk_follows_spec() -> None:
     assert e["SKYMIGRATE_RAMDISK_IS_SPEC_PATH"] == "1"
     assert e["SKYMIGRATE_RANKS"] == "2,5" and e["SKYMIGRATE_AGENT_PIP"] == "skymigrate==0.1.0"
     assert "file_mounts" not in task
+
+
+# --- the dependency conflict, resolved by two environments ---------------------------------------------
+def test_skypilot_lives_in_its_own_environment_and_both_pass_pip_check() -> None:
+    import importlib.metadata as md
+    import importlib.util
+    import subprocess
+    import sys
+
+    py = skyfake.sky_python()
+    again = subprocess.run(["bash", str(skyfake.SETUP)], capture_output=True, text=True, check=True, timeout=600)
+    assert again.stdout.strip().splitlines()[-1] == py  # idempotent: the cached environment is reused
+    probe = "import importlib.metadata as m; print(m.version('skypilot'), m.version('click'))"
+    sky_version, sky_click = subprocess.run(
+        [py, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert sky_version == "0.14.1"
+    assert tuple(int(x) for x in sky_click.split(".")[:2]) < (8, 2)  # skypilot's pin
+    assert tuple(int(x) for x in md.version("click").split(".")[:2]) >= (8, 2)  # kopf's floor, in this env
+    assert importlib.util.find_spec("sky") is None  # the operator never imports sky
+    for python in (py, sys.executable):
+        out = subprocess.run([python, "-m", "pip", "check"], capture_output=True, text=True, timeout=300, check=False)
+        assert out.returncode == 0, f"{python}: {out.stdout}{out.stderr}"

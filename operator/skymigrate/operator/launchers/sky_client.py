@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import queue
+import re
 import subprocess
 import threading
 from collections.abc import Callable, Iterable
@@ -23,6 +24,7 @@ RUNNER = Path(__file__).with_name("sky_runner.py")
 SKY_VERSION = "0.14.1"
 CALL_TIMEOUT_S = 600.0
 LONG_CALL_TIMEOUT_S = 3 * 3600.0  # waiting for a launch or a teardown: minutes, never hours
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CRED_PREFIXES = ("SKYMIGRATE_SOURCE_", "SKYMIGRATE_TARGET_", "SKYMIGRATE_STATE_")
 
 
@@ -176,7 +178,7 @@ class SkyClient:
 
     def _sink(self, path: Path | None) -> Callable[[str], None]:
         def write(line: str) -> None:
-            line = self.redact(line)
+            line = self.redact(_ANSI.sub("", line))
             log.debug("skypilot: %s", line)
             if path is not None:
                 with self._lock, contextlib.suppress(OSError):

@@ -138,7 +138,7 @@ class SkyPilotLauncher:
 
     def _save(self, req: LaunchRequest, st: _State) -> None:
         p = self._dir(req) / "state.json"
-        tmp = p.with_suffix(".tmp")
+        tmp = p.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(asdict(st)))
         tmp.replace(p)
 
