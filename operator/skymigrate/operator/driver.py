@@ -91,6 +91,7 @@ class Driver:
         self.message: str = prev.get("message", "")
         self.report_summary: dict[str, Any] | None = prev.get("report")
         self.relaunches: dict[int, int] = {}
+        self._report: dict[str, Any] | None = None
         self.plan: Plan | None = None
         self.nodes: list[NodeView] = []
         self._store: StateStore | None = None
@@ -261,9 +262,21 @@ class Driver:
             self._set_phase("Verifying", "Verifying", "every node finished; checking the target against the plan")
 
     def _verify(self) -> None:
-        report = self.final_report()
-        self.store.put(REPORT, json.dumps(report, indent=2, ensure_ascii=False).encode())
-        self.launcher.teardown(self.request)
+        if self._report is None:
+            self._report = self.final_report()
+            self.store.put(REPORT, json.dumps(self._report, indent=2, ensure_ascii=False).encode())
+        report = self._report
+        try:
+            self.launcher.teardown(self.request)
+        except Exception as e:
+            # The copy is done and reported; machines still up cost money, so keep trying every tick.
+            self.on_event("Warning", "TeardownFailed", f"{e}; retrying")
+            self.conditions = condition(self.conditions, "TornDown", False, "TeardownFailed", str(e), self.clock(),
+                                        self.ident.generation)  # fmt: skip
+            return
+        if any(c["type"] == "TornDown" for c in self.conditions):
+            self.conditions = condition(self.conditions, "TornDown", True, "TornDown", "agents stopped", self.clock(),
+                                        self.ident.generation)  # fmt: skip
         failed = report["failedObjects"]
         missing = report["target"]["missingOrDifferent"]
         self.report_summary = {
