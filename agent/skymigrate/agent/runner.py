@@ -67,6 +67,7 @@ def backoff(attempt: int, initial: float, cap: float, rng: random.Random) -> flo
 SmallObjects = Literal["direct", "s5cmd"]
 MIN_BATCH_OBJECTS = 8  # below this a batch's three s5cmd processes cost more than they save
 MIN_BATCH_BYTES = 16 * 2**20
+DIRECT_MEMORY = 512 * 2**20
 
 
 def plan_tasks(
@@ -140,7 +141,9 @@ class Agent:
         self._stop = threading.Event()
         self._rng = random.Random()
         self._head_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="head")
-        self._small_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="small")
+        # Direct copies hold each body in memory: bound the total near 512 MiB whatever the threshold.
+        small_workers = max(4, min(32, DIRECT_MEMORY // max(self.spec.transfer.small_object_threshold, 1)))
+        self._small_pool = ThreadPoolExecutor(max_workers=small_workers, thread_name_prefix="small")
         self.ctx = Context(
             source=s5cmd.Endpoint(src, source_creds),
             target=s5cmd.Endpoint(tgt, target_creds),
