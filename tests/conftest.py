@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from skymigrate.core.credentials import Credentials
 from skymigrate.core.plan import RunConfig
 from skymigrate.core.spec import MigrationSpec
 from skymigrate.core.statestore import LocalStateStore
 from skymigrate.operator.planner import list_source, write_plan
+
 from tests.support.motoserver import S3Server, running_moto
 
 _bucket_seq = itertools.count()
@@ -57,10 +57,16 @@ class Pair:
 
     def spec(self, **overrides: Any) -> MigrationSpec:
         base: dict[str, Any] = {
-            "source": {"endpoint": self.src.endpoint_url, "bucket": self.src_bucket,
-                       "credentials": {"env": {"accessKeyId": "SRC_AK", "secretAccessKey": "SRC_SK"}}},
-            "target": {"endpoint": self.dst.endpoint_url, "bucket": self.dst_bucket,
-                       "credentials": {"env": {"accessKeyId": "DST_AK", "secretAccessKey": "DST_SK"}}},
+            "source": {
+                "endpoint": self.src.endpoint_url,
+                "bucket": self.src_bucket,
+                "credentials": {"env": {"accessKeyId": "SRC_AK", "secretAccessKey": "SRC_SK"}},
+            },
+            "target": {
+                "endpoint": self.dst.endpoint_url,
+                "bucket": self.dst_bucket,
+                "credentials": {"env": {"accessKeyId": "DST_AK", "secretAccessKey": "DST_SK"}},
+            },
             "stateStore": {"url": f"file://{self.state_dir}"},
             "progress": {"nodeIntervalSeconds": 1},
             "ramDisk": {"size": "2Gi"},
@@ -86,15 +92,40 @@ class Pair:
         write_plan(store, cfg, list_source(client, spec.source.bucket, spec.source.prefix))
         return store
 
-    def agent(self, rank: int = 0, nodes: int = 1, *, env: dict[str, str] | None = None, timeout: float = 300,
-              extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    def agent(
+        self,
+        rank: int = 0,
+        nodes: int = 1,
+        *,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+        extra: tuple[str, ...] = (),
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "skymigrate.agent.cli", "--state", f"file://{self.state_dir}", "--rank", str(rank),
-             "--nodes", str(nodes), "--metrics-port", "-1", *extra],
-            env=env or self.env(), capture_output=True, text=True, timeout=timeout, check=False,
+            [
+                sys.executable,
+                "-m",
+                "skymigrate.agent.cli",
+                "--state",
+                f"file://{self.state_dir}",
+                "--rank",
+                str(rank),
+                "--nodes",
+                str(nodes),
+                "--metrics-port",
+                "-1",
+                *extra,
+            ],
+            env=env or self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
 
 @pytest.fixture
 def pair(src_server: S3Server, dst_server: S3Server, tmp_path: Path) -> Pair:
-    return Pair(src_server, dst_server, new_bucket(src_server, "src"), new_bucket(dst_server, "dst"), tmp_path / "state")
+    return Pair(
+        src_server, dst_server, new_bucket(src_server, "src"), new_bucket(dst_server, "dst"), tmp_path / "state"
+    )

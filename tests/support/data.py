@@ -14,7 +14,14 @@ def payload(key: str, size: int, seed: int = 0) -> bytes:
     return rng.randbytes(size)
 
 
-def put_all(client: Any, bucket: str, objects: dict[str, bytes], *, prefix: str = "", extra: dict[str, dict[str, Any]] | None = None) -> None:
+def put_all(
+    client: Any,
+    bucket: str,
+    objects: dict[str, bytes],
+    *,
+    prefix: str = "",
+    extra: dict[str, dict[str, Any]] | None = None,
+) -> None:
     extra = extra or {}
 
     def put(kv: tuple[str, bytes]) -> None:
@@ -33,7 +40,7 @@ def digests(client: Any, bucket: str, prefix: str = "") -> dict[str, tuple[int, 
 
     def one(k: str) -> tuple[str, tuple[int, str]]:
         body = client.get_object(Bucket=bucket, Key=k)["Body"].read()
-        return k[len(prefix):], (len(body), hashlib.sha256(body).hexdigest())
+        return k[len(prefix) :], (len(body), hashlib.sha256(body).hexdigest())
 
     with ThreadPoolExecutor(16) as pool:
         return dict(pool.map(one, keys))

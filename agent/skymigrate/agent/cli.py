@@ -90,9 +90,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--small-objects",
         choices=("direct", "s5cmd"),
-        default=os.environ.get("SKYMIGRATE_SMALL_OBJECTS", "direct"),
-        help="how objects up to transfer.smallObjectThreshold move: 'direct' (one GET and one PUT each, "
-        "in-process; the default) or 's5cmd' (batches through `s5cmd run` over the RAM-disk staging area)",
+        default=os.environ.get("SKYMIGRATE_SMALL_OBJECTS") or None,
+        help="override spec.transfer.smallObjectMethod: 'direct' (one GET and one PUT each, in-process) "
+        "or 's5cmd' (batches through `s5cmd run` over the RAM-disk staging area)",
     )
     p.add_argument("--debug", action="store_true", help="detailed per-object diagnostics (also spec.debug)")
     return p
@@ -140,7 +140,16 @@ def main(argv: list[str] | None = None) -> int:
             serving = True
             log.info("metrics on http://%s:%d/metrics", args.metrics_addr, port)
             store.put(f"metrics/{args.rank}.json", f'{{"port": {port}, "pid": {os.getpid()}}}'.encode())
-        agent = Agent(cfg, store, args.rank, args.nodes, src, tgt, metrics, args.small_objects)
+        agent = Agent(
+            cfg,
+            store,
+            args.rank,
+            args.nodes,
+            src,
+            tgt,
+            metrics,
+            args.small_objects or cfg.spec.transfer.small_object_method,
+        )
         code = agent.run()
         if serving and args.metrics_linger > 0:
             _linger(args.metrics_linger)

@@ -397,6 +397,11 @@ class TransferSpec(_Model):
     batch_max_bytes: Annotated[int, Field(ge=1)] = Field(
         default=256 * 2**20, description="Most bytes in one batch (also bounded by the RAM disk size)."
     )
+    small_object_method: Literal["direct", "s5cmd"] = Field(
+        default="direct",
+        description="How objects up to smallObjectThreshold move: direct (one GET and one PUT with Content-MD5 "
+        "each, in the agent; fewest requests) or s5cmd (batches through `s5cmd run` over the RAM-disk staging area).",
+    )
     verify_checksum: bool = Field(
         default=True,
         description="Besides sizes, compare checksums/ETags where both sides compute them the same way.",
