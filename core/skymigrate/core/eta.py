@@ -29,6 +29,9 @@ class Sample:
     objects: float  # cumulative objects finished
 
 
+MIN_SPAN_S = 3.0
+
+
 class RateEstimator:
     """Windowed throughput with a fitted per-object cost."""
 
@@ -68,9 +71,16 @@ class RateEstimator:
         work = (b.bytes - a.bytes) + k * (b.objects - a.objects)
         return work / (b.t - a.t) if work > 0 else None
 
+    def span(self) -> float:
+        return self._samples[-1].t - self._samples[0].t if len(self._samples) > 1 else 0.0
+
     def eta(self, remaining_bytes: float, remaining_objects: float) -> float | None:
         if remaining_bytes <= 0 and remaining_objects <= 0:
             return 0.0
+        # The first second of a run is all start-up bursts (a large object's first parts, empty pipes):
+        # no estimate beats a wild one.
+        if self.span() < min(MIN_SPAN_S, self.window_s):
+            return None
         k = self.object_cost()
         rate = self.work_rate(k)
         if not rate:
