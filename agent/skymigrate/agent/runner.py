@@ -68,6 +68,7 @@ SmallObjects = Literal["direct", "s5cmd"]
 MIN_BATCH_OBJECTS = 8  # below this a batch's three s5cmd processes cost more than they save
 MIN_BATCH_BYTES = 16 * 2**20
 DIRECT_MEMORY = 512 * 2**20
+DIRECT_TASK_OBJECTS = 32
 
 
 def plan_tasks(
@@ -89,6 +90,10 @@ def plan_tasks(
     batch_objects = min(batch_objects, max(MIN_BATCH_OBJECTS, -(-len(smalls) // per_slot)))
     batch_bytes = min(batch_bytes, max(MIN_BATCH_BYTES, -(-sum(e.size for e in smalls) // per_slot)))
     kind = "direct" if small == "direct" else "batch"
+    if kind == "direct":
+        # Direct copies run in parallel on the small-object pool whatever the task size; small tasks only
+        # make progress (and the ETA built on it) move object by object instead of in jumps.
+        batch_objects = min(batch_objects, DIRECT_TASK_OBJECTS)
     seq = itertools.count()
     large = sorted((e for e in entries if e.size > threshold), key=lambda e: -e.size)
     for e in large:

@@ -89,6 +89,8 @@ class RateEstimator:
 
 
 FIT_INTERVALS = 12
+MIN_FIT_OBJECTS = 20
+MIN_OBJECT_COST, MAX_OBJECT_COST = 1024.0, 256.0 * 2**20
 
 
 def fit_object_cost(samples: Iterable[Sample], prior: float) -> float:
@@ -103,7 +105,8 @@ def fit_object_cost(samples: Iterable[Sample], prior: float) -> float:
     s = _coarsen(list(samples), FIT_INTERVALS)
     rows = [(b.bytes - a.bytes, b.objects - a.objects, b.t - a.t) for a, b in itertools.pairwise(s)]
     rows = [r for r in rows if r[2] > 0 and (r[0] > 0 or r[1] > 0)]
-    if len(rows) < 4:
+    # A handful of finished objects (a run's large first files) cannot separate the two costs.
+    if len(rows) < 4 or sum(r[1] for r in rows) < MIN_FIT_OBJECTS:
         return prior
     sxx = sum(x * x for x, _, _ in rows)
     syy = sum(y * y for _, y, _ in rows)
@@ -118,7 +121,8 @@ def fit_object_cost(samples: Iterable[Sample], prior: float) -> float:
     per_obj = (syt * sxx - sxt * sxy) / det
     if inv_b <= 0 or per_obj <= 0:
         return prior
-    return per_obj / inv_b
+    # Far from the prior the fit is chasing noise, not a real cost (real clouds: 20-50 ms an object).
+    return min(max(per_obj / inv_b, MIN_OBJECT_COST), MAX_OBJECT_COST)
 
 
 def _coarsen(s: list[Sample], intervals: int) -> list[Sample]:
