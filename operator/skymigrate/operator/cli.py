@@ -34,7 +34,9 @@ def parser() -> argparse.ArgumentParser:
         help="start two local S3 servers, fill one, and migrate it to the other",
         description="Needs the demo extra (moto): pip install 'skymigrate[demo]'.",
     )
-    d.add_argument("--scale", type=float, default=1.0, help="data volume multiplier (1.0 = ~150 MB, 1,260 objects)")
+    d.add_argument(
+        "--scale", type=float, default=2.0, help="data volume multiplier (default 2: ~370 MB, 2,500 objects)"
+    )
     d.add_argument("--nodes", type=int, default=2, help="node agents to run (default 2)")
     d.add_argument("--no-tty", action="store_true", help="plain progress lines instead of the live view")
     d.add_argument("--events", type=Path, help="append one JSON object per status tick to this file")
