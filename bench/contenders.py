@@ -94,8 +94,9 @@ def limit(job: Job) -> Result:
 
 
 # --- skymigrate --------------------------------------------------------------------------------------
-def manifest(job: Job, nodes: int) -> dict[str, Any]:
+def manifest(job: Job, nodes: int, transfer: dict[str, Any] | None = None) -> dict[str, Any]:
     conc = job.concurrency or max(1, PARALLEL // nodes)  # total tasks in flight match the others
+    transfer = {**(transfer or {}), **job.transfer}
     return {
         "apiVersion": "skymigrate.io/v1alpha1",
         "kind": "Migration",
@@ -117,15 +118,15 @@ def manifest(job: Job, nodes: int) -> dict[str, Any]:
             "progress": {"nodeIntervalSeconds": 1, "clusterIntervalSeconds": 1},
             "ramDisk": {"size": "8Gi", "path": str(job.shm)},
             "stateStore": {"url": f"file://{job.work / 'state'}"},
-            **({"transfer": job.transfer} if job.transfer else {}),
+            **({"transfer": transfer} if transfer else {}),
         },
     }
 
 
-def skymigrate(nodes: int) -> Contender:
+def skymigrate(nodes: int, transfer: dict[str, Any] | None = None) -> Contender:
     def run(job: Job) -> Result:
         path = job.work / "migration.yaml"
-        path.write_text(yaml.safe_dump(manifest(job, nodes), sort_keys=False))
+        path.write_text(yaml.safe_dump(manifest(job, nodes, transfer), sort_keys=False))
         events = job.work / "events.jsonl"
         env = _base_env()
         env.update(BENCH_SRC_AK=job.src.server.access_key, BENCH_SRC_SK=job.src.server.secret_key)
@@ -200,6 +201,8 @@ CONTENDERS: dict[str, Contender] = {
     "limit": limit,
     "skymigrate-1n": skymigrate(1),
     "skymigrate-2n": skymigrate(2),
+    # Small objects through `s5cmd run` batches over the RAM disk instead of direct GET/PUT.
+    "skymigrate-1n-s5cmd": skymigrate(1, {"smallObjectMethod": "s5cmd"}),
     "rclone": rclone,
     "seed": seed,
 }

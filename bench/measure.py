@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-WRAPPERS = frozenset({"setpriv", "env", "sh", "bash", "timeout", "nice", "?"})  # exec into the real program
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -33,6 +32,7 @@ class Usage:
     rc: int = 0
     steps: list[dict[str, float]] = field(default_factory=list)
     cpu_by_kind: dict[str, float] = field(default_factory=dict)  # polled, so short processes may be missing
+    rss_by_kind: dict[str, int] = field(default_factory=dict)  # at the moment of the peak
 
     def add(self, other: Usage) -> None:
         """Sequential steps: times and CPU add up, memory takes the max."""
@@ -46,6 +46,8 @@ class Usage:
         self.rc = self.rc or other.rc
         for k, v in other.cpu_by_kind.items():
             self.cpu_by_kind[k] = self.cpu_by_kind.get(k, 0.0) + v
+        if other.peak_rss >= self.peak_rss:
+            self.rss_by_kind = other.rss_by_kind
         self.steps.append({"wall_s": other.wall_s, "cpu_s": other.cpu_s, "server_cpu_s": other.server_cpu_s})
 
 
@@ -91,6 +93,7 @@ class TreeWatch:
     def __init__(self, root: int) -> None:
         self.root = root
         self.peak_rss = 0
+        self.rss_by_kind: dict[str, int] = {}
         self._cpu: dict[int, tuple[str, int]] = {}  # pid -> (kind, last cpu ticks)
 
     def poll(self) -> None:
@@ -101,15 +104,22 @@ class TreeWatch:
                 children.setdefault(s[0], []).append(int(d))
                 stats[int(d)] = s
         total, todo = 0, [self.root]
+        by_kind: dict[str, int] = {}
         while todo:
             p = todo.pop()
             if p in stats:
                 total += stats[p][2]
-                known = self._cpu.get(p, ("?", 0))[0]
-                name = kind(p) if known in WRAPPERS else known
+                # Read every time: a child shows its parent's command line until it execs (and setpriv
+                # execs s5cmd), so the last kind seen is the true one.
+                name = kind(p)
+                if name == "?" and p in self._cpu:  # a zombie: keep what it was
+                    name = self._cpu[p][0]
                 self._cpu[p] = (name, stats[p][1])
+                by_kind[name] = by_kind.get(name, 0) + stats[p][2] * PAGE
             todo += children.get(p, [])
-        self.peak_rss = max(self.peak_rss, total * PAGE)
+        if total * PAGE > self.peak_rss:
+            self.peak_rss = total * PAGE
+            self.rss_by_kind = dict(sorted(by_kind.items(), key=lambda kv: -kv[1]))
 
     def cpu_by_kind(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -161,7 +171,7 @@ def run(
             poller.join()
         u.wall_s = time.monotonic() - t0
         u.ended_at = time.time()
-        u.peak_rss, u.cpu_by_kind = watch.peak_rss, watch.cpu_by_kind()
+        u.peak_rss, u.cpu_by_kind, u.rss_by_kind = watch.peak_rss, watch.cpu_by_kind(), watch.rss_by_kind
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     u.cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     u.server_cpu_s = cpu_seconds(servers) - srv0

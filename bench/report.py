@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-SKY = ("skymigrate-1n", "skymigrate-2n")
+SKY = ("skymigrate-1n", "skymigrate-2n", "skymigrate-1n-s5cmd")
 # (compared with, minimum speed ratio, workloads it applies to)
 TARGETS: tuple[tuple[str, float, tuple[str, ...]], ...] = (
     ("rclone", 1.2, ("a", "b", "c", "d")),
@@ -64,17 +64,19 @@ def _cpu_rows(results: dict[str, Any]) -> list[str]:
         for cname, r in w["runs"].items():
             kinds = r.get("cpu_by_kind") or {}
             top = ", ".join(f"{k.replace('?', '(short-lived)')} {v:.1f}" for k, v in list(kinds.items())[:4])
+            rss = ", ".join(f"{k} {v}" for k, v in list((r.get("rss_mb_by_kind") or {}).items())[:3])
             if top:
-                rows.append(f"| {wname} | {cname} | {r['cpu_s']:.1f} | {r['server_cpu_s']:.1f} | {top} |")
+                rows.append(f"| {wname} | {cname} | {r['cpu_s']:.1f} | {r['server_cpu_s']:.1f} | {top} | {rss} |")
     if not rows:
         return []
     return [
-        "## Where the CPU went",
+        "## Where the CPU and memory went",
         "",
-        "CPU seconds by process kind (polled, so processes shorter than 0.1 s are under-counted; the total is exact).",
+        "CPU seconds by process kind (polled, so processes shorter than 0.1 s are under-counted; the total is exact), "
+        "and the tree's RSS split by process kind at its peak.",
         "",
-        "| workload | contender | tool CPU s | server CPU s | by process kind (s) |",
-        "|---|---|---:|---:|---|",
+        "| workload | contender | tool CPU s | server CPU s | CPU by process kind (s) | RSS at the peak by kind (MB) |",
+        "|---|---|---:|---:|---|---|",
         *rows,
         "",
     ]

@@ -153,6 +153,7 @@ def run_workload(name: str, args: argparse.Namespace, src: Any, dst: Any, shm: P
                     "cpu_s": round(u.cpu_s, 2),
                     "server_cpu_s": round(u.server_cpu_s, 2),
                     "cpu_by_kind": u.cpu_by_kind,
+                    "rss_mb_by_kind": {k: round(v / 1e6) for k, v in u.rss_by_kind.items()},
                     "rc": u.rc,
                     "verified": ok,
                     "problems": problems[:10],
