@@ -386,10 +386,10 @@ class StateStoreSpec(_Model):
 class TransferSpec(_Model):
     """Tuning knobs; the defaults come from the benchmarks in bench/."""
 
-    small_object_threshold: Annotated[int, Field(ge=0)] = Field(
+    small_object_threshold: Annotated[int, Field(ge=0, le=50 * 2**20)] = Field(
         default=8 * 2**20,
-        description="Objects below this many bytes are copied in batches staged on the RAM disk; "
-        "larger ones are streamed source to target.",
+        description="Objects up to this many bytes (at most 50 MiB, s5cmd's single-upload limit) take the "
+        "small-object path (smallObjectMethod); larger ones are streamed source to target through s5cmd.",
     )
     batch_max_objects: Annotated[int, Field(ge=1, le=100_000)] = Field(
         default=512, description="Most objects in one batch."
