@@ -35,9 +35,19 @@ def _heartbeat(store: LocalStateStore, rank: int) -> NodeHeartbeat | None:
     return NodeHeartbeat.model_validate_json(raw) if raw else None
 
 
-def _event(store: LocalStateStore, plan: Any, nodes: int, started: float, phase: str) -> dict[str, Any]:
+def _eta(views: list[Any], now: float, phase: str) -> float | None:
     from skymigrate.core.eta import cluster_eta
-    from skymigrate.core.status import NodeView, node_eta, progress
+    from skymigrate.core.status import node_eta
+
+    if phase != "Running":
+        return 0.0 if phase == "Succeeded" else None
+    if not all(v.heartbeat and v.heartbeat.objects_total for v in views):
+        return None  # a node that has not loaded its shard yet would read as "nothing left"
+    return cluster_eta(node_eta(v, now) for v in views)
+
+
+def _event(store: LocalStateStore, plan: Any, nodes: int, started: float, phase: str) -> dict[str, Any]:
+    from skymigrate.core.status import NodeView, progress
 
     now = time.time()
     hbs = [_heartbeat(store, r) for r in range(nodes)]
@@ -54,7 +64,7 @@ def _event(store: LocalStateStore, plan: Any, nodes: int, started: float, phase:
         "objects_total": st["objects"]["total"],
         "speed_bps": st["speed"]["bytesPerSecond"],
         # The status rounds to whole seconds; the same formula unrounded, for short benchmark runs.
-        "eta_s": cluster_eta(node_eta(v, now) for v in views) if phase == "Running" else 0.0,
+        "eta_s": _eta(views, now, phase),
         "status_bytes": len(json.dumps(st)),
         "heartbeat_bytes": max((len(h.model_dump_json()) for h in hbs if h), default=0),
     }
