@@ -92,6 +92,13 @@ class Pair:
         write_plan(store, cfg, list_source(client, spec.source.bucket, spec.source.prefix))
         return store
 
+    def argv(self, rank: int = 0, nodes: int = 1, *extra: str, metrics_port: str = "-1") -> list[str]:
+        """The agent's command line, as a launcher builds it."""
+        return [
+            sys.executable, "-m", "skymigrate.agent.cli", "--state", f"file://{self.state_dir}",
+            "--rank", str(rank), "--nodes", str(nodes), "--metrics-port", metrics_port, *extra,
+        ]  # fmt: skip
+
     def agent(
         self,
         rank: int = 0,
@@ -100,22 +107,11 @@ class Pair:
         env: dict[str, str] | None = None,
         timeout: float = 300,
         extra: tuple[str, ...] = (),
+        prefix: tuple[str, ...] = (),
     ) -> subprocess.CompletedProcess[str]:
+        """Run the agent to the end (``prefix``: a wrapper command such as setpriv)."""
         return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "skymigrate.agent.cli",
-                "--state",
-                f"file://{self.state_dir}",
-                "--rank",
-                str(rank),
-                "--nodes",
-                str(nodes),
-                "--metrics-port",
-                "-1",
-                *extra,
-            ],
+            [*prefix, *self.argv(rank, nodes, *extra)],
             env=env or self.env(),
             capture_output=True,
             text=True,

@@ -8,7 +8,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -49,32 +48,14 @@ def _run(
     if not setpriv:
         pytest.skip("running as root without setpriv: cannot make a directory read-only for the agent")
 
-    return subprocess.run(
-        [
-            setpriv,
-            "--bounding-set",
-            "-dac_override,-dac_read_search",
-            "--inh-caps",
-            "-dac_override,-dac_read_search",
-            "--",
-            sys.executable,
-            "-m",
-            "skymigrate.agent.cli",
-            "--state",
-            f"file://{pair.state_dir}",
-            "--rank",
-            "0",
-            "--nodes",
-            "1",
-            "--metrics-port",
-            "-1",
-        ],
-        env=env or pair.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    caps = (
+        "--bounding-set",
+        "-dac_override,-dac_read_search",
+        "--inh-caps",
+        "-dac_override,-dac_read_search",
+        "--",
     )
+    return pair.agent(env=env, timeout=120, prefix=(setpriv, *caps))
 
 
 CASES: dict[str, tuple[str, str]] = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -58,22 +57,7 @@ def start_agent(
     out, err = logs / f"{tag}.out", logs / f"{tag}.err"
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "skymigrate.agent.cli",
-                "--state",
-                f"file://{pair.state_dir}",
-                "--rank",
-                str(rank),
-                "--nodes",
-                str(nodes),
-                "--metrics-port",
-                str(metrics_port),
-                "--metrics-addr",
-                "127.0.0.1",
-                *extra,
-            ],
+            pair.argv(rank, nodes, "--metrics-addr", "127.0.0.1", *extra, metrics_port=str(metrics_port)),
             env=env or pair.env(),
             stdout=o,
             stderr=e,
