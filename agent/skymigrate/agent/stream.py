@@ -69,7 +69,10 @@ def copy_stream(ctx: Context, entry: ObjectEntry, meta: ObjectMeta) -> Outcome:
     p_mib = str(part_size // MiB)
     conc = str(ctx.part_concurrency)
     dl_mib = str(max(part_size // MiB, DOWNLOAD_RANGE_MIB))
-    cat_cmd = [*ctx.source.args(), "cat", "--raw", "-c", conc, "-p", dl_mib, src_url]
+    # `s5cmd cat` buffers every range it fetched ahead of the (usually slower) upload: half the part
+    # concurrency on the GET side keeps a stream near 150 MB of memory instead of ~350 MB (bench/FINDINGS.md).
+    cat_conc = str(max(1, ctx.part_concurrency // 2))
+    cat_cmd = [*ctx.source.args(), "cat", "--raw", "-c", cat_conc, "-p", dl_mib, src_url]
     pipe_cmd = [*ctx.target.args(), "pipe", "--raw", "-c", conc, "-p", p_mib, *meta_flags(meta), dst_url]
     ctx.debug(f"   Streaming: s5cmd cat {src_url} | relay | s5cmd pipe -p {p_mib} {dst_url}")
     cat = subprocess.Popen(cat_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ctx.source.env())
