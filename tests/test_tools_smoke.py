@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,19 +116,17 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _client(server: S3Server, secret: str) -> Any:
+    """Through the project's one S3 client factory, as the product talks to the server."""
+    from skymigrate.core.credentials import Credentials
+    from skymigrate.core.s3 import make_client
+
+    return make_client(server.endpoint_url, Credentials(server.access_key, secret), server.region, attempts=2)
+
+
 @pytest.mark.gos3
 def test_gos3_objects_and_multipart(gos3: S3Server) -> None:
-    boto3 = pytest.importorskip("boto3")
-    from botocore.config import Config
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=gos3.endpoint_url,
-        aws_access_key_id=gos3.access_key,
-        aws_secret_access_key=gos3.secret_key,
-        region_name=gos3.region,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
-    )
+    s3 = _client(gos3, gos3.secret_key)
     bucket = f"smoke-{int(time.time())}-{os.getpid()}"
     s3.create_bucket(Bucket=bucket)
 
@@ -174,15 +173,8 @@ def test_gos3_objects_and_multipart(gos3: S3Server) -> None:
 
 @pytest.mark.gos3
 def test_gos3_rejects_bad_credentials(gos3: S3Server) -> None:
-    boto3 = pytest.importorskip("boto3")
     from botocore.exceptions import ClientError
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=gos3.endpoint_url,
-        aws_access_key_id=gos3.access_key,
-        aws_secret_access_key="wrong-secret",
-        region_name=gos3.region,
-    )
+    s3 = _client(gos3, "wrong-secret")
     with pytest.raises(ClientError):
         s3.list_buckets()
