@@ -191,27 +191,27 @@ build_etcd() {
     install_built etcd "$tmp"
 }
 
+# go_install NAME PKG@VERSION LDFLAGS: `go install` a module's command into a scratch dir, then install it.
+go_install() {
+    local name="$1" pkg="$2" ldflags="$3"
+    local tmp="$BIN_DIR/.$name.$$"
+    rm -rf "$tmp"; mkdir -p "$tmp"
+    (cd / && GOBIN="$tmp" "$GO" install -ldflags="$GO_LDFLAGS_BASE $ldflags" "$pkg")
+    install_built "$name" "$tmp/$name"
+    rm -rf "$tmp"
+}
+
 # ---- helm -----------------------------------------------------------------------
 build_helm() {
-    local tmp="$BIN_DIR/.helm.$$"
-    rm -rf "$tmp"; mkdir -p "$tmp"
     local v="helm.sh/helm/v3/internal/version"
-    (cd / && GOBIN="$tmp" "$GO" install \
-        -ldflags="$GO_LDFLAGS_BASE -X $v.version=$HELM_VERSION -X $v.gitTreeState=clean" \
-        "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
-    install_built helm "$tmp/helm"
-    rm -rf "$tmp"
+    go_install helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+        "-X $v.version=$HELM_VERSION -X $v.gitTreeState=clean"
 }
 
 # ---- versitygw --------------------------------------------------------------------
 build_versitygw() {
-    local tmp="$BIN_DIR/.versitygw.$$"
-    rm -rf "$tmp"; mkdir -p "$tmp"
-    (cd / && GOBIN="$tmp" "$GO" install \
-        -ldflags="$GO_LDFLAGS_BASE -X main.Version=$VERSITYGW_VERSION" \
-        "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION")
-    install_built versitygw "$tmp/versitygw"
-    rm -rf "$tmp"
+    go_install versitygw "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION" \
+        "-X main.Version=$VERSITYGW_VERSION"
 }
 
 # timed NAME CMD...: run a build step, log its output to logs/NAME.log and its duration.
