@@ -106,16 +106,21 @@ class StatusRecorder:
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
 
+    def _sample(self) -> None:
+        m = get_migration(self.cluster, NS, self.name)
+        if m and m.get("status"):
+            self.samples.append(m["status"])
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            m = get_migration(self.cluster, NS, self.name)
-            if m and m.get("status"):
-                self.samples.append(m["status"])
+            self._sample()
             self._stop.wait(0.3)
 
     def stop(self) -> None:
         self._stop.set()
         self._t.join()
+        # The thread may have last sampled just before the terminal patch: take the state as it is now.
+        self._sample()
 
     def phases(self) -> list[str]:
         out: list[str] = []
