@@ -32,7 +32,7 @@ from skymigrate.core.metrics import AgentMetrics
 from skymigrate.core.plan import RunConfig, failed_path, progress_path, shard_path
 from skymigrate.core.preflight import check_bucket
 from skymigrate.core.progress import NodePhase
-from skymigrate.core.s3 import make_client
+from skymigrate.core.s3 import make_client, make_http_client
 from skymigrate.core.statestore import StateStore
 
 log = logging.getLogger("skymigrate.agent")
@@ -154,6 +154,8 @@ class Agent:
             target=s5cmd.Endpoint(tgt, target_creds),
             source_client=self.src_client,
             target_client=self.tgt_client,
+            source_http=make_http_client(src.endpoint, source_creds, src.region, path_style=src.path_style),
+            target_http=make_http_client(tgt.endpoint, target_creds, tgt.region, path_style=tgt.path_style),
             transfer=self.spec.transfer,
             on_bytes=self.tracker.moving,
             debug=self._debug,

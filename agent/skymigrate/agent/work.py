@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -15,12 +15,22 @@ from skymigrate.core.spec import TransferSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from skymigrate.core.s3http import S3HttpClient
 
 Stage = Literal["download", "upload", "verify"]
 Method = Literal["direct", "batch", "stream", "inprocess"]
 
-# Headers that travel with an object besides its bytes (user metadata is carried separately).
-HEADER_FIELDS = ("ContentType", "ContentEncoding", "ContentDisposition", "CacheControl", "ContentLanguage")
+# Headers that travel with an object besides its bytes (user metadata is carried separately):
+# boto3's parameter name -> the HTTP header.
+HTTP_HEADERS = {
+    "ContentType": "Content-Type",
+    "ContentEncoding": "Content-Encoding",
+    "ContentDisposition": "Content-Disposition",
+    "CacheControl": "Cache-Control",
+    "ContentLanguage": "Content-Language",
+}
+HEADER_FIELDS = tuple(HTTP_HEADERS)
+META_PREFIX = "x-amz-meta-"
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,22 @@ class ObjectMeta:
             headers={k: str(head[k]) for k in HEADER_FIELDS if head.get(k)},
             metadata=dict(head.get("Metadata") or {}),  # type: ignore[call-overload]
         )
+
+    @classmethod
+    def from_http(cls, headers: Mapping[str, str]) -> ObjectMeta:
+        """From raw response headers (names lower-cased), as the lean client returns them."""
+        return cls(
+            size=int(headers["content-length"]),
+            etag=headers.get("etag", "").strip('"'),
+            headers={f: v for f, h in HTTP_HEADERS.items() if (v := headers.get(h.lower()))},
+            metadata={k[len(META_PREFIX) :]: v for k, v in headers.items() if k.startswith(META_PREFIX)},
+        )
+
+    def http_headers(self) -> dict[str, str]:
+        """Headers that recreate this object's headers and user metadata on a PUT."""
+        out = {HTTP_HEADERS[f]: v for f, v in self.headers.items()}
+        out.update({META_PREFIX + k: v for k, v in self.metadata.items()})
+        return out
 
 
 @dataclass
@@ -63,6 +89,8 @@ class Context:
     target: Endpoint
     source_client: S3Client
     target_client: S3Client
+    source_http: S3HttpClient  # lean GET/PUT for small objects (same endpoint and credentials)
+    target_http: S3HttpClient
     transfer: TransferSpec
     part_concurrency: int = 4
     batch_workers: int = 32
