@@ -56,6 +56,9 @@ def running_gos3(workdir: Path, access_key: str, secret_key: str, region: str = 
             str(binary),
             f"--port={LOOPBACK}:{port}",
             f"--region={region}",
+            # Every real S3 service keeps connections alive; versitygw closes each one unless told, which
+            # would make every contender pay a TCP handshake per request.
+            "--keep-alive",
             "--quiet",
             "posix",
             str(root),
