@@ -9,12 +9,17 @@ import pytest
 from skymigrate.core import humanize
 from skymigrate.core.eta import (
     DEFAULT_OBJECT_COST_BYTES,
+    HANDOVER_S,
+    LaneEta,
+    LaneProgress,
     NodeEta,
     RateEstimator,
     Sample,
     cluster_eta,
+    combine_lanes,
     fit_object_cost,
     naive_eta,
+    small_lane_boost,
 )
 
 MB = 1_000_000
@@ -138,6 +143,131 @@ def test_cluster_eta_with_nodes_of_unknown_rate() -> None:
     assert cluster_eta([*known, fresh]) == pytest.approx(300.0)
     # Nobody has a rate yet: unknown, not zero.
     assert cluster_eta([NodeEta(0, None, 10, 1, None), NodeEta(1, None, 10, 1, None)]) is None
+
+
+Timeline = list[tuple[float, LaneProgress, LaneProgress]]
+
+
+def two_lanes(
+    slots: int,
+    large: list[float],
+    stream_bps: float,
+    small_n: int,
+    small_size: float,
+    ops_per_slot: float,
+    small_takes_freed_slots: bool = True,
+    stream_bps_alone: float | None = None,
+) -> tuple[Timeline, float]:
+    """A node sampled once a second: large objects stream one per slot (started first), small objects
+    go ``ops_per_slot`` a second on every slot left; returns the samples and the second it finished.
+    ``stream_bps_alone``: the streams' speed once small objects are done (the CPU they used is free)."""
+    moved, small_done, t = [0.0] * len(large), 0.0, 0
+    first_small_slots = slots - min(len(large), slots)
+    rows: Timeline = []
+    while True:
+        done_large = [m >= size for m, size in zip(moved, large, strict=True)]
+        lg = LaneProgress(sum(moved), sum(done_large), sum(large) - sum(moved), done_large.count(False))
+        sm = LaneProgress(
+            small_done * small_size, small_done, (small_n - small_done) * small_size, small_n - small_done
+        )
+        rows.append((float(t), lg, sm))
+        if lg.drained and sm.drained:
+            return rows, float(t)
+        streaming = [i for i, d in enumerate(done_large) if not d][:slots]
+        bps = stream_bps_alone if stream_bps_alone and sm.drained else stream_bps
+        for i in streaming:
+            moved[i] = min(large[i], moved[i] + bps)
+        small_slots = slots - len(streaming) if small_takes_freed_slots else first_small_slots
+        small_done = min(float(small_n), small_done + small_slots * ops_per_slot)
+        t += 1
+
+
+def replay(rows: Timeline, slots: int) -> tuple[LaneEta, dict[float, tuple[float | None, float | None]]]:
+    """(lane ETA, the blended single-rate ETA) at every sample."""
+    lanes, blended = LaneEta(window_s=60, slots=slots), RateEstimator(window_s=60)
+    out: dict[float, tuple[float | None, float | None]] = {}
+    for t, lg, sm in rows:
+        lanes.add(t, lg, sm)
+        blended.add(t, lg.bytes_moved + sm.bytes_moved, lg.objects_done + sm.objects_done)
+        left = (lg.bytes_left + sm.bytes_left, lg.objects_left + sm.objects_left)
+        out[t] = (lanes.eta(), blended.eta(*left))
+    return lanes, out
+
+
+def heavy_tailed(small_takes_freed_slots: bool = True) -> tuple[Timeline, float]:
+    """The bench's workload (d) in miniature: 2 huge objects on 2 of 4 slots, thousands of small ones beside."""
+    return two_lanes(4, [600 * MB, 600 * MB], 20 * MB, 3000, 64_000, 10, small_takes_freed_slots)
+
+
+def test_lanes_predict_a_heavy_tailed_shard_where_one_rate_cannot() -> None:
+    rows, end = heavy_tailed()
+    assert end == 90  # 30 s streaming beside 20 small/s, then 2,400 small at 40/s
+    _, eta = replay(rows, 4)
+    for t in (5.0, 15.0, 29.0):  # streaming: the large lane's slots will go to small objects at t=30
+        lane, blended = eta[t]
+        assert lane == pytest.approx(end - t, rel=0.05), t
+        assert blended is not None and blended < 0.6 * (end - t)  # bytes of the streams make it far too low
+    for t in (30.0, 31.0, 60.0, 89.0):  # only small objects left, at the doubled speed
+        assert eta[t][0] == pytest.approx(end - t, rel=0.05), t
+
+
+def test_after_the_switch_the_measured_speed_takes_over_from_the_guess() -> None:
+    # The small objects do not speed up when the streams end (the node is limited by something else).
+    rows, end = heavy_tailed(small_takes_freed_slots=False)
+    assert end == 150
+    _, eta = replay(rows, 4)
+    first = eta[30.0][0]
+    assert first is not None and first < 0.6 * (end - 30)  # the guess: twice the speed
+    later = eta[30.0 + HANDOVER_S][0]
+    assert later == pytest.approx(end - 30 - HANDOVER_S, rel=0.02)  # measured since the switch only
+    assert eta[100.0][0] == pytest.approx(50, rel=0.02)
+
+
+def test_small_lane_finishing_first_leaves_the_large_lane_time() -> None:
+    rows, end = two_lanes(4, [900 * MB, 900 * MB], 10 * MB, 400, 64_000, 10)
+    assert end == 90  # small ones done after 20 s; freed slots cannot speed up a stream already running
+    _, eta = replay(rows, 4)
+    for t in (10.0, 19.0, 20.0, 50.0):
+        assert eta[t][0] == pytest.approx(end - t, rel=0.05), t
+
+
+def test_streams_that_speed_up_once_small_objects_are_done_are_followed_within_seconds() -> None:
+    rows, end = two_lanes(4, [900 * MB, 900 * MB], 10 * MB, 400, 64_000, 10, stream_bps_alone=20 * MB)
+    assert end == 55  # 20 s at 10 MB/s each, then 700 MB each at 20 MB/s
+    _, eta = replay(rows, 4)
+    assert eta[20.0][0] == pytest.approx(70, rel=0.05)  # nothing said the streams would speed up
+    t = 20.0 + HANDOVER_S
+    assert eta[t][0] == pytest.approx(end - t, rel=0.02)  # not a 60 s window later
+
+
+def test_small_objects_waiting_for_slots_fall_back_to_the_blended_rate() -> None:
+    rows, end = two_lanes(2, [100 * MB] * 4, 10 * MB, 100, 64_000, 10)  # 4 large on 2 slots: small ones wait
+    assert end == 25
+    lanes, eta = replay(rows[:6], 2)
+    lane, single = eta[5.0]
+    assert lanes.small.eta() is None  # no rate for a lane that has not moved
+    assert lane is not None and lane == single
+    _, eta = replay(rows, 2)
+    assert eta[23.0][0] == pytest.approx(2.0, rel=0.05)  # their rate counts from when they started
+
+
+def test_lane_combination_rules() -> None:
+    assert small_lane_boost(4, 2) == 2.0
+    assert small_lane_boost(2, 1) == 2.0
+    assert small_lane_boost(8, 2) == pytest.approx(8 / 6)
+    assert small_lane_boost(4, 0) == 1.0
+    assert small_lane_boost(4, 9) == 4.0  # every slot streaming
+    assert combine_lanes(10, 50, 2.0) == 30.0  # 10 s shared, then the other 40 s of small work twice as fast
+    assert combine_lanes(50, 10, 2.0) == 50.0
+    assert combine_lanes(10, 50, 0.5) == 50.0  # never slower than measured
+
+
+def test_lane_eta_unknown_before_samples_and_zero_when_drained() -> None:
+    lanes = LaneEta(slots=2)
+    assert lanes.eta() is None
+    done = LaneProgress(5 * MB, 5, 0, 0)
+    lanes.add(0.0, done, done)
+    assert lanes.eta() == 0.0
 
 
 @pytest.mark.parametrize(

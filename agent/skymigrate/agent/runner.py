@@ -134,7 +134,7 @@ class Agent:
         pool = max(32, self.spec.concurrency * 8)
         self.src_client = make_client(src.endpoint, source_creds, src.region, path_style=src.path_style, max_pool=pool)
         self.tgt_client = make_client(tgt.endpoint, target_creds, tgt.region, path_style=tgt.path_style, max_pool=pool)
-        self.tracker = Tracker(rank, metrics)
+        self.tracker = Tracker(rank, metrics, slots=self.spec.concurrency)
         self.metrics = metrics
         self.journal = Journal(store, rank)
         try:
@@ -263,7 +263,7 @@ class Agent:
         except (OSError, StagingError) as err:
             raise AgentError(str(err)) from err
         self.abort_stale_uploads(entries)
-        self.tracker.set_totals(len(entries), sum(e.size for e in entries))
+        self.tracker.set_totals(entries, self.spec.transfer.small_object_threshold)
         done = self.journal.load()
         todo = [e for e in entries if e.key not in done]
         journaled = len(entries) - len(todo)
@@ -272,7 +272,7 @@ class Agent:
             if e.key in same:
                 self.journal.record(e.key)
         skipped = [e for e in entries if e.key in done or e.key in same]
-        self.tracker.skipped(len(skipped), sum(e.size for e in skipped))
+        self.tracker.skipped(skipped)
         todo = [e for e in todo if e.key not in same]
         log.info(
             "Node %d/%d: %d objects (%s) in shard; %d already done (journal), %d already identical in target; "

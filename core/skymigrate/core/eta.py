@@ -6,6 +6,12 @@ over the recent window when the mix of object sizes varies enough, so a shard of
 not predicted like one of few large files. The rate is measured over a sliding window, not the
 lifetime average, so the ETA follows a change of speed within about a window.
 
+A node runs two lanes at once (``LaneEta``): large objects, one copy slot each and started first, and
+small ones on the remaining slots. Each lane gets its own rate, because one blended rate is wrong as
+soon as the mix left differs from the mix done (a shard whose huge files are done and whose thousands
+of small ones are not). When the large lane drains first, its slots go to small objects, so the small
+lane speeds up; the ETA assumes it does in proportion to its slots, then measures the new speed.
+
 Cluster ETA = the slowest node's ETA: shards are static, so the cluster finishes when its last node
 does. (The seed's formula, remaining objects / (sum of speeds * nodes), mixes units and counts nodes
 twice.)
@@ -51,6 +57,9 @@ class RateEstimator:
     @property
     def samples(self) -> list[Sample]:
         return list(self._samples)
+
+    def restart(self) -> None:
+        self._samples.clear()
 
     def object_cost(self) -> float:
         """Bytes-equivalent cost of one object, fitted over the window (prior when under-determined)."""
@@ -138,6 +147,136 @@ def _coarsen(s: list[Sample], intervals: int) -> list[Sample]:
         out.pop()  # fold a short tail into the last interval
     out.append(s[-1])
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class LaneProgress:
+    """One lane of a node at one moment (cumulative)."""
+
+    bytes_moved: float  # copied plus in flight (not skipped: they cost no time)
+    objects_done: float  # copied
+    bytes_left: float  # not moved yet
+    objects_left: float  # not finished yet (in flight included)
+
+    @property
+    def drained(self) -> bool:
+        return self.objects_left <= 0 and self.bytes_left <= 0
+
+
+# After the other lane drained, the expected speed hands over to the measured one over this many seconds:
+# the first seconds after the switch are noisy (small objects finish in tasks of dozens), the expectation
+# is only a guess, and a wrong guess must not linger.
+HANDOVER_S = 5.0
+
+
+class _Lane:
+    """One lane's windowed rate; after the other lane drained, the speed since then, starting from a guess."""
+
+    def __init__(self, window_s: float, object_cost_bytes: float) -> None:
+        self.est = RateEstimator(window_s, object_cost_bytes)
+        self.last: LaneProgress | None = None
+        self.switch: Sample | None = None  # the sample at which the other lane drained
+        self.boost = 1.0  # speed-up expected from the other lane's slots
+
+    def add(self, t: float, p: LaneProgress) -> None:
+        if not (p.bytes_moved or p.objects_done):  # not started (small objects wait for slots): no rate yet
+            self.est.restart()
+        self.est.add(t, p.bytes_moved, p.objects_done)
+        self.last = p
+
+    def other_drained(self, boost: float) -> None:
+        if self.switch is None and self.est.samples:
+            self.switch, self.boost = self.est.samples[-1], boost
+
+    def rate(self, k: float) -> float | None:
+        s = self.est.samples
+        sw = self.switch
+        if sw is None or len(s) < 2 or s[-1].t - sw.t >= self.est.window_s:
+            return self.est.work_rate(k)
+        post_s = s[-1].t - sw.t
+        measured = _work(sw, s[-1], k) / post_s if post_s > 0 else 0.0
+        before = sw.t - s[0].t
+        if before < MIN_SPAN_S:  # too little history to guess from: measure only
+            return measured if post_s >= MIN_SPAN_S and measured > 0 else self.est.work_rate(k)
+        guess = _work(s[0], sw, k) / before * self.boost
+        w = max(1.0 - post_s / HANDOVER_S, 0.0)
+        return w * guess + (1.0 - w) * measured or None
+
+    def eta(self) -> float | None:
+        """Seconds to finish this lane at its own rate (None: no rate yet)."""
+        p = self.last
+        if p is None or p.drained:
+            return 0.0
+        if self.est.span() < MIN_SPAN_S:
+            return None
+        k = self.est.object_cost()
+        rate = self.rate(k)
+        if not rate:
+            return None
+        return (max(p.bytes_left, 0.0) + k * max(p.objects_left, 0.0)) / rate
+
+
+def _work(a: Sample, b: Sample, k: float) -> float:
+    return (b.bytes - a.bytes) + k * (b.objects - a.objects)
+
+
+class LaneEta:
+    """Node ETA from two lanes sharing ``slots`` copy slots.
+
+    Large objects take one slot each and are started first; small objects use the slots left. Both lanes
+    are measured while they share the node, so with T_large < T_small the large lane drains first and
+    its slots go to small objects: the rest of the small lane runs faster by slots / small slots (the
+    agent's own scheduling; on a node limited by something else the measured speed takes over within
+    seconds). Small objects draining first free slots that nothing can use: large objects are all
+    in flight by then, one slot each. Hence T = T_large + (T_small - T_large) / boost, or T_large.
+    The whole node's blended estimator stays for speed and work rate, and for when a lane has no rate
+    (small objects waiting for slots, no history yet).
+    """
+
+    def __init__(self, window_s: float = 60.0, slots: int = 1, object_cost_bytes: float = DEFAULT_OBJECT_COST_BYTES):
+        self.slots = max(slots, 1)
+        self.total = RateEstimator(window_s, object_cost_bytes)
+        self.large = _Lane(window_s, object_cost_bytes)
+        self.small = _Lane(window_s, object_cost_bytes)
+        self._boost = 1.0
+
+    def add(self, t: float, large: LaneProgress, small: LaneProgress) -> None:
+        self.total.add(t, large.bytes_moved + small.bytes_moved, large.objects_done + small.objects_done)
+        self.large.add(t, large)
+        self.small.add(t, small)
+        if large.drained:
+            self.small.other_drained(self._boost)
+        elif small.drained:
+            self.large.other_drained(1.0)
+        else:
+            self._boost = small_lane_boost(self.slots, large.objects_left)
+
+    def eta(self) -> float | None:
+        lg, sm = self.large.last, self.small.last
+        if lg is None or sm is None:
+            return None
+        if lg.drained and sm.drained:
+            return 0.0
+        t_large, t_small = self.large.eta(), self.small.eta()
+        if t_large is None or t_small is None:
+            left_b = lg.bytes_left + sm.bytes_left
+            return self.total.eta(left_b, lg.objects_left + sm.objects_left)
+        if lg.drained or sm.drained:  # one lane left: its rate already counts the slots it took over
+            return max(t_large, t_small)
+        return combine_lanes(t_large, t_small, self._boost)
+
+
+def small_lane_boost(slots: int, large_left: float) -> float:
+    """How much faster small objects go once the large objects in flight give their slots back."""
+    in_flight = min(max(large_left, 0.0), slots)
+    return slots / max(slots - in_flight, 1.0)
+
+
+def combine_lanes(t_large: float, t_small: float, boost: float) -> float:
+    """Remaining time of a node whose lanes would take t_large and t_small at today's shares."""
+    if t_large >= t_small:
+        return t_large
+    return t_large + (t_small - t_large) / max(boost, 1.0)
 
 
 def naive_eta(elapsed_s: float, bytes_done: float, total_bytes: float) -> float | None:

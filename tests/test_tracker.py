@@ -1,0 +1,56 @@
+"""The node tracker's counters: what goes into each ETA lane and into the heartbeat (no clocks asserted)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+from skymigrate.agent.tracker import Tracker
+from skymigrate.core.eta import LaneProgress
+from skymigrate.core.manifest import ObjectEntry
+from skymigrate.core.metrics import AgentMetrics
+
+MiB = 2**20
+SHARD = [
+    ObjectEntry("huge/a", 300 * MiB),
+    ObjectEntry("huge/b", 200 * MiB),
+    ObjectEntry("small/1", 64 * 1024),
+    ObjectEntry("small/2", 1 * MiB),
+    ObjectEntry("small/3", 2 * MiB),
+    ObjectEntry("edge", 8 * MiB),  # at the threshold: small (the agent streams only what is larger)
+]
+
+
+def tracker() -> Tracker:
+    return Tracker(0, AgentMetrics(CollectorRegistry(), "ns", "mig", 0), slots=4)
+
+
+def test_no_eta_before_the_shard_is_known() -> None:
+    t = tracker()
+    hb = t.heartbeat("Launching")
+    assert hb.objects_total == 0
+    assert hb.eta_s is None  # not 0: nothing is done, nothing is known
+    assert t.heartbeat("Succeeded").eta_s == 0.0
+
+
+def test_lanes_split_by_size_and_count_bytes_in_flight() -> None:
+    t = tracker()
+    t.set_totals(SHARD, large_over=8 * MiB)
+    t.skipped([SHARD[2]])  # already in the target: done, but moved nothing
+    t.moving("huge/a", 100 * MiB)
+    t.moving("small/2", MiB // 2)
+    t.copied("small/3", 2 * MiB)
+    t.failed("huge/b", 200 * MiB, "gone")
+    t.sample()
+    large, small = t.estimator.large.last, t.estimator.small.last
+    assert large == LaneProgress(100 * MiB, 0, 200 * MiB, 1)
+    assert small == LaneProgress(2 * MiB + MiB // 2, 1, MiB // 2 + 8 * MiB, 2)
+    hb = t.heartbeat("Running")
+    assert (hb.objects_total, hb.objects_done, hb.objects_skipped, hb.objects_failed) == (6, 2, 1, 1)
+    assert hb.bytes_total == sum(e.size for e in SHARD)
+    assert hb.bytes_done == 64 * 1024 + 2 * MiB
+    assert hb.bytes_in_flight == 100 * MiB + MiB // 2
+    assert hb.remaining_bytes == large.bytes_left + small.bytes_left
+    assert hb.remaining_objects == large.objects_left + small.objects_left
+    t.copied("huge/a", 300 * MiB)  # in-flight bytes become copied bytes, not twice
+    t.sample()
+    assert t.estimator.large.last == LaneProgress(300 * MiB, 1, 0, 0)
+    assert t.estimator.large.last.drained
