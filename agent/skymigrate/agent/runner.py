@@ -12,8 +12,9 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,6 +27,7 @@ from skymigrate.agent.staging import StagingArea, StagingError, disk_usage
 from skymigrate.agent.stream import copy_stream, s5cmd_can_carry
 from skymigrate.agent.tracker import Tracker, report
 from skymigrate.agent.work import Context, ObjectMeta, Outcome, Stage, head
+from skymigrate.agent.workers import DirectWorkers, process_count
 from skymigrate.core.credentials import Credentials
 from skymigrate.core.manifest import ObjectEntry, decode_entries
 from skymigrate.core.metrics import AgentMetrics
@@ -147,8 +149,10 @@ class Agent:
         self._rng = random.Random()
         self._head_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="head")
         # Direct copies hold each body in memory: bound the total near 512 MiB whatever the threshold.
-        small_workers = max(4, min(32, DIRECT_MEMORY // max(self.spec.transfer.small_object_threshold, 1)))
-        self._small_pool = ThreadPoolExecutor(max_workers=small_workers, thread_name_prefix="small")
+        self._small_workers = max(4, min(32, DIRECT_MEMORY // max(self.spec.transfer.small_object_threshold, 1)))
+        self._small_pool = ThreadPoolExecutor(max_workers=self._small_workers, thread_name_prefix="small")
+        self._workers: DirectWorkers | None = None
+        self._source_creds, self._target_creds = source_creds, target_creds
         self.ctx = Context(
             source=s5cmd.Endpoint(src, source_creds),
             target=s5cmd.Endpoint(tgt, target_creds),
@@ -230,6 +234,8 @@ class Agent:
         finally:
             self._head_pool.shutdown(wait=False, cancel_futures=True)
             self._small_pool.shutdown(wait=False, cancel_futures=True)
+            if self._workers:
+                self._workers.close()
             self.staging.close()
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
@@ -258,6 +264,10 @@ class Agent:
         self.store.put(progress_path(self.rank), self.tracker.heartbeat("Launching").model_dump_json().encode())
         self.preflight()
         entries = self.load_shard()
+        if self.small_objects == "direct":
+            # Started now, the worker processes import while the target is listed below.
+            threshold = self.spec.transfer.small_object_threshold
+            self._start_workers(sum(1 for e in entries if e.size <= threshold))
         try:
             self.staging.open()
         except (OSError, StagingError) as err:
@@ -323,7 +333,7 @@ class Agent:
         with ThreadPoolExecutor(max_workers=self.spec.concurrency, thread_name_prefix="copy") as pool:
             while queue or running:
                 now = time.monotonic()
-                while queue and len(running) < self.spec.concurrency and queue[0].ready_at <= now:
+                while queue and queue[0].ready_at <= now and self._has_slot(queue[0], running.values()):
                     task = heapq.heappop(queue)
                     running[pool.submit(self._run_task, task)] = task
                 timeout = max(0.05, min(1.0, queue[0].ready_at - now)) if queue else 1.0
@@ -347,9 +357,33 @@ class Agent:
                         delay = backoff(attempt, r.initial_backoff_seconds, r.max_backoff_seconds, self._rng)
                         heapq.heappush(queue, Task(time.monotonic() + delay, next(seq), task.kind, retry))
 
+    def _has_slot(self, task: Task, running: Iterable[Task]) -> bool:
+        """``concurrency`` tasks at once; worker processes add two direct tasks each, so every one of them
+        has its next task queued while it copies one."""
+        kinds = [t.kind for t in running]
+        extra = 2 * self._workers.processes if self._workers else 0
+        if len(kinds) >= self.spec.concurrency + extra:
+            return False
+        direct = kinds.count("direct")
+        if task.kind == "direct":
+            return direct < max(self.spec.concurrency, extra)
+        return len(kinds) - direct < self.spec.concurrency
+
+    def _start_workers(self, direct_objects: int) -> None:
+        n = process_count(self.spec.transfer.worker_processes, direct_objects)
+        if not n:
+            return
+        sp = self.spec
+        # The same memory bound as the in-process pool: each in-flight body is held whole.
+        threads = max(4, self._small_workers // n)
+        self._workers = DirectWorkers(
+            n, threads, sp.source, sp.target, self._source_creds, self._target_creds, sp.transfer
+        )
+        log.info("Small objects: %d worker processes x %d threads", n, threads)
+
     def _run_task(self, task: Task) -> list[Outcome]:
         if task.kind == "direct":
-            return list(self._small_pool.map(self._direct, task.entries))
+            return self._run_direct(task.entries)
         metas = list(self._head_pool.map(self._head_source, task.entries))
         out: list[Outcome] = []
         items: list[tuple[ObjectEntry, ObjectMeta]] = []
@@ -383,11 +417,24 @@ class Agent:
         with self.staging.reserve(max(staged_bytes(m) for _, m in items), name) as d:  # one object at a time
             return [copy_inprocess(self.ctx, e, m, d / str(i)) for i, (e, m) in enumerate(items)]
 
-    def _direct(self, e: ObjectEntry) -> Outcome:
-        outcome, meta = copy_direct(self.ctx, e)
-        if self.spec.debug and meta is not None:
-            self._debug_object(e, meta)
-        return outcome
+    def _run_direct(self, entries: list[ObjectEntry]) -> list[Outcome]:
+        workers = self._workers
+        if workers is None:
+            results = list(self._small_pool.map(lambda e: copy_direct(self.ctx, e), entries))
+        else:
+            try:
+                results = workers.copy(entries)
+            except BrokenProcessPool as e:  # a worker died (OOM killer?): carry on in this process
+                log.warning("small-object worker processes stopped (%s); copying in the agent process", e)
+                self._workers = None
+                workers.close()
+                results = list(self._small_pool.map(lambda e: copy_direct(self.ctx, e), entries))
+        out: list[Outcome] = []
+        for outcome, meta in results:
+            if self.spec.debug and meta is not None:
+                self._debug_object(outcome.entry, meta)
+            out.append(outcome)
+        return out
 
     def _head_source(self, e: ObjectEntry) -> ObjectMeta | Outcome:
         try:

@@ -406,6 +406,12 @@ class TransferSpec(_Model):
         default=True,
         description="Besides sizes, compare checksums/ETags where both sides compute them the same way.",
     )
+    worker_processes: Annotated[int, Field(ge=0, le=64)] = Field(
+        default=0,
+        description="Processes per node that copy small objects directly, each its own Python interpreter so "
+        "that more than one CPU core works on them: 0 = one per CPU core available to the agent, 1 = the agent "
+        "process alone. The automatic count is used only when a shard has 1,000+ small objects to repay start-up.",
+    )
 
 
 # What a migration is (where from, where to, how split, where its state lives) cannot change once it exists:
