@@ -87,9 +87,8 @@ class Pair:
 
     def plan(self, spec: MigrationSpec) -> LocalStateStore:
         store = LocalStateStore(self.state_dir)
-        client = self.src.client()
         cfg = RunConfig(name="test", uid="u1", spec=spec)
-        write_plan(store, cfg, list_source(client, spec.source.bucket, spec.source.prefix))
+        write_plan(store, cfg, list_source(self.src.http(), spec.source.bucket, spec.source.prefix))
         return store
 
     def argv(self, rank: int = 0, nodes: int = 1, *extra: str, metrics_port: str = "-1") -> list[str]:

@@ -87,6 +87,9 @@ def test_awkward_keys_round_trip(src_server: S3Server) -> None:
         for o in p.get("Contents", [])
     }
     assert listed == {k: i * 101 for i, k in enumerate(AWKWARD)}
+    lean_listed = list(c.list_objects(bucket))
+    assert {o.key: o.size for o in lean_listed} == listed and len(lean_listed) == len(AWKWARD)
+    assert all(o.etag == hashlib.md5(payload(o.key, o.size), usedforsecurity=False).hexdigest() for o in lean_listed)
     for i, key in enumerate(AWKWARD):
         assert c.get(bucket, key).body == payload(key, i * 101), key
 
@@ -152,3 +155,18 @@ def test_one_client_serves_many_threads(server: S3Server) -> None:
     with ThreadPoolExecutor(8) as pool:
         back = list(pool.map(one, bodies.items()))
     assert back == list(bodies.values())
+
+
+def test_listing_pages_through_thousands_of_keys_under_a_prefix(gos3: S3Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    bucket = new_bucket(gos3, "lean")
+    c = lean(gos3)
+    keys = [f"in/{i:05d}" for i in range(2345)] + ["in-file", "inside/x", "out/1"]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: c.put(bucket, k, k.encode(), {}), keys))
+    listed = list(c.list_objects(bucket, "in/"))
+    assert [o.key for o in listed] == sorted(k for k in keys if k.startswith("in/"))  # 3 pages, in order
+    assert all(o.size == len(o.key) and o.last_modified is not None for o in listed)
+    assert len(list(c.list_objects(bucket))) == len(keys)
+    assert list(c.list_objects(bucket, "nothing/")) == []

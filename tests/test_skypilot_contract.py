@@ -75,9 +75,7 @@ def test_generated_setup_and_run_complete_the_migration(pair: Pair, tmp_path: Pa
     )
     uid = str(uuid.uuid4())
     store = open_store(spec.state_store.url, spec.state_store.endpoint, state_creds).child(f"default/contract/{uid}")
-    write_plan(
-        store, RunConfig(name="contract", uid=uid, spec=spec), list_source(pair.src.client(), pair.src_bucket, "")
-    )
+    write_plan(store, RunConfig(name="contract", uid=uid, spec=spec), list_source(pair.src.http(), pair.src_bucket, ""))
     secret_env = {
         **Credentials(pair.src.access_key, pair.src.secret_key).to_env("source"),
         **Credentials(pair.dst.access_key, pair.dst.secret_key).to_env("target"),

@@ -198,11 +198,10 @@ class Agent:
             return set()
         same: set[str] = set()
         t = self.spec.target
-        for page in self.tgt_client.get_paginator("list_objects_v2").paginate(Bucket=t.bucket, Prefix=t.prefix):
-            for o in page.get("Contents", []):
-                e = want.get(o["Key"][len(t.prefix) :])
-                if e and o["Size"] == e.size and o.get("ETag", "").strip('"') == e.etag.strip('"'):
-                    same.add(e.key)
+        for o in self.ctx.target_http.list_objects(t.bucket, t.prefix):
+            e = want.get(o.key[len(t.prefix) :])
+            if e and o.size == e.size and o.etag == e.etag.strip('"'):
+                same.add(e.key)
         return same
 
     def abort_stale_uploads(self, entries: list[ObjectEntry]) -> int:

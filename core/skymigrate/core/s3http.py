@@ -1,4 +1,4 @@
-"""A lean S3 client for the per-object hot path: whole-object GET, PUT and DELETE, signed with SigV4.
+"""A lean S3 client for the hot paths: whole-object GET, PUT and DELETE, and listings; SigV4-signed.
 
 Small objects cost what their requests cost. botocore spends ~3.5 ms of Python on each (parameter
 validation, event hooks, serialisation, response parsing); signing by hand over ``http.client`` spends
@@ -20,7 +20,8 @@ import re
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Callable, Mapping
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -37,6 +38,13 @@ class Keys(NamedTuple):
 
 
 KeySource = Callable[[], Keys | None]  # None: anonymous (unsigned requests)
+
+
+class Listed(NamedTuple):
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime.datetime | None
 
 
 class S3Error(Exception):
@@ -94,15 +102,44 @@ class S3HttpClient:
     def delete(self, bucket: str, key: str) -> Response:
         return self.request("DELETE", bucket, key)
 
+    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[Listed]:
+        """Every object under ``prefix``, a page of up to 1,000 at a time (ListObjectsV2). Parsed with
+        ElementTree: ~10x less CPU per key than botocore, which matters for buckets of millions of keys."""
+        query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
+        while True:
+            # Same parser as botocore's; the expat bundled with Python >= 3.11 caps entity expansion.
+            root = ET.fromstring(self.request("GET", bucket, "", query=query).body)  # noqa: S314
+            url_encoded = _text(root, "EncodingType") == "url"
+            for c in root.iterfind(_NS + "Contents"):
+                key = _text(c, "Key")
+                yield Listed(
+                    urllib.parse.unquote(key) if url_encoded else key,
+                    int(_text(c, "Size") or 0),
+                    _text(c, "ETag").strip('"'),
+                    _timestamp(_text(c, "LastModified")),
+                )
+            token = _text(root, "NextContinuationToken")
+            if _text(root, "IsTruncated") != "true" or not token:
+                return
+            query = {**query, "continuation-token": token}
+
     def request(
-        self, method: str, bucket: str, key: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
     ) -> Response:
         host, path = self._address(bucket, key)
-        signed = self._sign(method, host, path, {k.lower(): v for k, v in (headers or {}).items()})
+        qs = "&".join(f"{_q(k)}={_q(v)}" for k, v in sorted((query or {}).items()))
+        signed = self._sign(method, host, path, qs, {k.lower(): v for k, v in (headers or {}).items()})
+        target = f"{path}?{qs}" if qs else path
         for attempt in (1, 2):
             conn, reused = self._connection(host)
             try:
-                conn.request(method, path, body=body if method == "PUT" else None, headers=signed)
+                conn.request(method, target, body=body if method == "PUT" else None, headers=signed)
                 r = conn.getresponse()
                 data = r.read()
             except _STALE:
@@ -128,10 +165,11 @@ class S3HttpClient:
         netloc = self.hostname if self.port in (80, 443) else f"{self.hostname}:{self.port}"
         quoted = urllib.parse.quote(key, safe="/~")
         if self.path_style or not _dns_bucket(bucket, self.scheme):
-            return netloc, f"{self.base_path}/{bucket}/{quoted}"
+            # A bucket-level request addresses "/bucket", not "/bucket/" (an object with an empty key).
+            return netloc, f"{self.base_path}/{bucket}/{quoted}" if key else f"{self.base_path}/{bucket}"
         return f"{bucket}.{netloc}", f"{self.base_path}/{quoted}"
 
-    def _sign(self, method: str, host: str, path: str, headers: dict[str, str]) -> dict[str, str]:
+    def _sign(self, method: str, host: str, path: str, query: str, headers: dict[str, str]) -> dict[str, str]:
         keys = self.keys()
         h = {"host": host, **headers}
         if keys is None:
@@ -146,8 +184,8 @@ class S3HttpClient:
         canonical = "\n".join(
             (
                 method,
-                path,
-                "",
+                path or "/",
+                query,
                 "".join(f"{n}:{' '.join(h[n].split())}\n" for n in names),
                 ";".join(names),
                 UNSIGNED,
@@ -193,6 +231,27 @@ class S3HttpClient:
         conn = self._local.__dict__.get("conns", {}).pop(host, None)
         if conn is not None:
             conn.close()
+
+
+_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+def _q(s: str) -> str:
+    return urllib.parse.quote(s, safe="-_.~")
+
+
+def _text(el: ET.Element, tag: str) -> str:
+    found = el.find(_NS + tag)
+    if found is None:
+        found = el.find(tag)  # a server that omits the namespace
+    return (found.text or "") if found is not None else ""
+
+
+def _timestamp(s: str) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.fromisoformat(s) if s else None
+    except ValueError:
+        return None
 
 
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")

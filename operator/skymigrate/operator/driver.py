@@ -23,7 +23,7 @@ from skymigrate.core.metrics import OperatorMetrics
 from skymigrate.core.plan import REPORT, Plan, RunConfig, failed_path, progress_path, shard_path
 from skymigrate.core.preflight import PreflightError, check_bucket
 from skymigrate.core.progress import NodeHeartbeat
-from skymigrate.core.s3 import make_client
+from skymigrate.core.s3 import make_client, make_http_client
 from skymigrate.core.spec import MigrationSpec
 from skymigrate.core.statestore import StateStore, StateStoreError, open_store, probe_writable
 from skymigrate.core.status import TERMINAL, NodeView, Phase, condition, progress, rfc3339
@@ -181,7 +181,7 @@ class Driver:
         self.plan = read_plan(self.store)
         if self.plan is None:
             s = self.spec.source
-            client = make_client(s.endpoint, self.creds.source, s.region)
+            client = make_http_client(s.endpoint, self.creds.source, s.region, path_style=s.path_style)
             cfg = RunConfig(namespace=self.ident.namespace, name=self.ident.name, uid=self.ident.uid, spec=self.spec)
             self.plan = write_plan(self.store, cfg, list_source(client, s.bucket, s.prefix))
         else:  # resuming: the migration started when it was planned
@@ -304,11 +304,8 @@ class Driver:
     def final_report(self) -> dict[str, Any]:
         """Reconcile the plan with the target's listing, and gather failed objects with their reasons."""
         t = self.spec.target
-        client = make_client(t.endpoint, self.creds.target, t.region)
-        in_target: dict[str, int] = {}
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=t.bucket, Prefix=t.prefix):
-            for o in page.get("Contents", []):
-                in_target[o["Key"][len(t.prefix) :]] = int(o["Size"])
+        client = make_http_client(t.endpoint, self.creds.target, t.region, path_style=t.path_style)
+        in_target = {o.key[len(t.prefix) :]: o.size for o in client.list_objects(t.bucket, t.prefix)}
         planned = matched = planned_bytes = matched_bytes = 0
         for rank in range(self.spec.nodes):
             raw = self.store.get(shard_path(rank))

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING
 
 import boto3
 from skymigrate.core.credentials import Credentials
-from skymigrate.core.s3 import make_client
+from skymigrate.core.s3 import make_client, make_http_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from skymigrate.core.s3http import S3HttpClient
 
 ADMIN_POLICY = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
 
@@ -36,6 +37,10 @@ class S3Server:
     def client(self, *, access_key: str | None = None, secret_key: str | None = None) -> S3Client:
         creds = Credentials(access_key or self.access_key, secret_key or self.secret_key)
         return make_client(self.endpoint_url, creds, self.region)
+
+    def http(self) -> S3HttpClient:
+        """The lean client (listings, whole-object GET/PUT) with this server's keys."""
+        return make_http_client(self.endpoint_url, Credentials(self.access_key, self.secret_key), self.region)
 
 
 def free_port() -> int:

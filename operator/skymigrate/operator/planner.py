@@ -24,16 +24,15 @@ from skymigrate.core.spec import FilterSpec, MigrationSpec
 from skymigrate.core.statestore import StateStore
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+    from skymigrate.core.s3http import S3HttpClient
 
 log = logging.getLogger("skymigrate.operator")
 
 
-def list_source(client: S3Client, bucket: str, prefix: str) -> Iterator[tuple[str, int, str, datetime | None]]:
+def list_source(client: S3HttpClient, bucket: str, prefix: str) -> Iterator[tuple[str, int, str, datetime | None]]:
     """(key relative to prefix, size, etag, last modified), page by page."""
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for o in page.get("Contents", []):
-            yield o["Key"][len(prefix) :], int(o["Size"]), o.get("ETag", "").strip('"'), o.get("LastModified")
+    for o in client.list_objects(bucket, prefix):
+        yield o.key[len(prefix) :], o.size, o.etag, o.last_modified
 
 
 def make_filter(f: FilterSpec) -> Callable[[str, int, datetime | None], bool]:
