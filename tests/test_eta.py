@@ -10,6 +10,7 @@ from skymigrate.core import humanize
 from skymigrate.core.eta import (
     DEFAULT_OBJECT_COST_BYTES,
     HANDOVER_S,
+    VERIFY_PAGE_S,
     LaneEta,
     LaneProgress,
     NodeEta,
@@ -20,6 +21,7 @@ from skymigrate.core.eta import (
     fit_object_cost,
     naive_eta,
     small_lane_boost,
+    verify_eta,
 )
 
 MB = 1_000_000
@@ -145,6 +147,14 @@ def test_cluster_eta_with_nodes_of_unknown_rate() -> None:
     assert cluster_eta([NodeEta(0, None, 10, 1, None), NodeEta(1, None, 10, 1, None)]) is None
 
 
+def test_cluster_eta_is_unknown_while_a_node_has_not_loaded_its_shard() -> None:
+    running = NodeEta(0, 100.0, 100 * MB, 10, 1 * MB)
+    launching = NodeEta(1, None, 0, 0, None, known=False)  # nothing loaded: not "nothing left"
+    assert cluster_eta([running, launching]) is None
+    assert cluster_eta([launching]) is None
+    assert cluster_eta([running, NodeEta(1, 0.0, 0, 0, None)]) == 100.0  # a finished node is known
+
+
 Timeline = list[tuple[float, LaneProgress, LaneProgress]]
 
 
@@ -182,9 +192,12 @@ def two_lanes(
         t += 1
 
 
-def replay(rows: Timeline, slots: int) -> tuple[LaneEta, dict[float, tuple[float | None, float | None]]]:
+def replay(
+    rows: Timeline, slots: int, shared: bool = True
+) -> tuple[LaneEta, dict[float, tuple[float | None, float | None]]]:
     """(lane ETA, the blended single-rate ETA) at every sample."""
     lanes, blended = LaneEta(window_s=60, slots=slots), RateEstimator(window_s=60)
+    lanes.shared = shared
     out: dict[float, tuple[float | None, float | None]] = {}
     for t, lg, sm in rows:
         lanes.add(t, lg, sm)
@@ -221,6 +234,17 @@ def test_after_the_switch_the_measured_speed_takes_over_from_the_guess() -> None
     later = eta[30.0 + HANDOVER_S][0]
     assert later == pytest.approx(end - 30 - HANDOVER_S, rel=0.02)  # measured since the switch only
     assert eta[100.0][0] == pytest.approx(50, rel=0.02)
+
+
+def test_small_objects_on_slots_of_their_own_get_no_boost_when_the_streams_end() -> None:
+    # Worker processes: small objects keep their own slots, before and after the streams drain.
+    rows, end = heavy_tailed(small_takes_freed_slots=False)
+    _, eta = replay(rows, 4, shared=False)
+    for t in (5.0, 15.0, 29.0, 30.0, 31.0, 60.0, 149.0):  # no guessed speed-up at t=30, no handover
+        assert eta[t][0] == pytest.approx(end - t, rel=0.02), t
+    _, shared = replay(rows, 4)
+    lane = shared[15.0][0]
+    assert lane is not None and lane < 0.7 * (end - 15)  # assuming shared slots would promise twice the speed
 
 
 def test_small_lane_finishing_first_leaves_the_large_lane_time() -> None:
@@ -260,6 +284,16 @@ def test_lane_combination_rules() -> None:
     assert combine_lanes(10, 50, 2.0) == 30.0  # 10 s shared, then the other 40 s of small work twice as fast
     assert combine_lanes(50, 10, 2.0) == 50.0
     assert combine_lanes(10, 50, 0.5) == 50.0  # never slower than measured
+
+
+def test_verification_estimate_grows_with_the_keys_and_prefers_the_measured_planning_time() -> None:
+    assert verify_eta(0, 5.0) == 0.0  # nothing to list
+    assert verify_eta(1, 0.0) == VERIFY_PAGE_S  # one ListObjectsV2 page
+    assert verify_eta(1000, 0.0) == VERIFY_PAGE_S
+    assert verify_eta(1001, 0.0) == 2 * VERIFY_PAGE_S
+    assert verify_eta(1_000_000, 0.0) == pytest.approx(1000 * VERIFY_PAGE_S)
+    # Planning listed the same keys and wrote the shards verification reads back: its time is the estimate.
+    assert verify_eta(1_000_000, 42.0) == 42.0
 
 
 def test_lane_eta_unknown_before_samples_and_zero_when_drained() -> None:

@@ -54,3 +54,21 @@ def test_lanes_split_by_size_and_count_bytes_in_flight() -> None:
     t.sample()
     assert t.estimator.large.last == LaneProgress(300 * MiB, 1, 0, 0)
     assert t.estimator.large.last.drained
+
+
+def test_the_slot_sharing_question_is_asked_at_every_sample() -> None:
+    """Worker processes start after the tracker exists and may die: the answer can change mid-run."""
+    workers: list[str] = []
+    t = Tracker(0, AgentMetrics(CollectorRegistry(), "ns", "mig", 0), slots=4, shared_slots=lambda: not workers)
+    t.set_totals(SHARD, large_over=8 * MiB)
+    t.sample()
+    assert t.estimator.shared  # in-process copies: small objects take the slots streams free
+    workers.append("started")
+    t.sample()
+    assert not t.estimator.shared  # their own slots: nothing to gain when the streams end
+    workers.clear()  # the pool broke: back to shared slots
+    t.sample()
+    assert t.estimator.shared
+    default = tracker()
+    default.sample()
+    assert default.estimator.shared  # unless told otherwise: shared, as s5cmd batches are

@@ -136,7 +136,8 @@ class Agent:
         pool = max(32, self.spec.concurrency * 8)
         self.src_client = make_client(src.endpoint, source_creds, src.region, path_style=src.path_style, max_pool=pool)
         self.tgt_client = make_client(tgt.endpoint, target_creds, tgt.region, path_style=tgt.path_style, max_pool=pool)
-        self.tracker = Tracker(rank, metrics, slots=self.spec.concurrency)
+        # Direct copies in worker processes have slots of their own (_has_slot): no gain when streams end.
+        self.tracker = Tracker(rank, metrics, slots=self.spec.concurrency, shared_slots=lambda: self._workers is None)
         self.metrics = metrics
         self.journal = Journal(store, rank)
         try:

@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import astuple, dataclass
 from datetime import datetime
 
@@ -47,13 +47,26 @@ class _Counts:
 
 class Tracker:
     """Counters per lane: large objects (one copy slot each, started first) and small ones, because they
-    run side by side at different speeds and the ETA needs each lane's own (core.eta.LaneEta)."""
+    run side by side at different speeds and the ETA needs each lane's own (core.eta.LaneEta).
 
-    def __init__(self, rank: int, metrics: AgentMetrics, window_s: float = 60.0, slots: int = 1) -> None:
+    ``shared_slots`` answers, at every sample, whether small objects run on the ``slots`` large ones free
+    (in-process copies, s5cmd batches) or on slots of their own (worker processes): a question, not a
+    value, because the agent starts its workers after the tracker exists and falls back to shared slots
+    if they die."""
+
+    def __init__(
+        self,
+        rank: int,
+        metrics: AgentMetrics,
+        window_s: float = 60.0,
+        slots: int = 1,
+        shared_slots: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.rank, self.metrics = rank, metrics
         self.started_at = time.time()
         self._t0 = time.monotonic()
         self.estimator = LaneEta(window_s=window_s, slots=slots)
+        self._shared_slots = shared_slots
         self._lock = threading.Lock()
         self._small, self._large = _Counts(), _Counts()
         self._large_keys: frozenset[str] = frozenset()
@@ -131,6 +144,7 @@ class Tracker:
             large_in_flight = sum(n for k, n in self._in_flight.items() if k in self._large_keys)
             small_in_flight = sum(self._in_flight.values()) - large_in_flight
             large, small = self._large.progress(large_in_flight), self._small.progress(small_in_flight)
+        self.estimator.shared = self._shared_slots()
         self.estimator.add(time.monotonic(), large, small)
 
     def heartbeat(self, phase: NodePhase) -> NodeHeartbeat:
@@ -188,7 +202,8 @@ def report(hb: NodeHeartbeat, elapsed: float) -> str:
     pct_obj = 100 * hb.objects_done / hb.objects_total if hb.objects_total else 100.0
     pct_size = 100 * hb.bytes_done / hb.bytes_total if hb.bytes_total else 100.0
     eta = hb.eta_s
-    done_at = datetime.fromtimestamp(time.time() + eta).strftime("%Y-%m-%d %H:%M:%S") if eta is not None else "-"
+    # Rounded like the readable ETA (strftime would cut the fraction off).
+    done_at = datetime.fromtimestamp(round(time.time() + eta)).strftime("%Y-%m-%d %H:%M:%S") if eta is not None else "-"
     lines = [
         f"📊 Node {hb.rank} Progress Report:",
         f"   Objects: {hb.objects_done}/{hb.objects_total} ({pct_obj:.1f}%)"

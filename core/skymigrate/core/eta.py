@@ -9,12 +9,13 @@ lifetime average, so the ETA follows a change of speed within about a window.
 A node runs two lanes at once (``LaneEta``): large objects, one copy slot each and started first, and
 small ones on the remaining slots. Each lane gets its own rate, because one blended rate is wrong as
 soon as the mix left differs from the mix done (a shard whose huge files are done and whose thousands
-of small ones are not). When the large lane drains first, its slots go to small objects, so the small
-lane speeds up; the ETA assumes it does in proportion to its slots, then measures the new speed.
+of small ones are not). When the large lane drains first and small objects share its slots, those slots go
+to small objects, so the small lane speeds up; the ETA assumes it does in proportion to its slots, then
+measures the new speed. Small objects with slots of their own (worker processes) gain nothing from it.
 
-Cluster ETA = the slowest node's ETA: shards are static, so the cluster finishes when its last node
-does. (The seed's formula, remaining objects / (sum of speeds * nodes), mixes units and counts nodes
-twice.)
+Cluster ETA = the slowest node's ETA (shards are static, so the cluster finishes when its last node
+does), plus the final verification (``verify_eta``). (The seed's formula, remaining objects / (sum of
+speeds * nodes), mixes units and counts nodes twice.)
 """
 
 from __future__ import annotations
@@ -229,12 +230,16 @@ class LaneEta:
     agent's own scheduling; on a node limited by something else the measured speed takes over within
     seconds). Small objects draining first free slots that nothing can use: large objects are all
     in flight by then, one slot each. Hence T = T_large + (T_small - T_large) / boost, or T_large.
+    With ``shared`` False small objects have slots of their own (the agent's worker processes): the
+    boost is 1 and T = max(T_large, T_small). The owner may flip it at any time (workers start late,
+    or die and hand their work back to shared slots); it counts from the next sample.
     The whole node's blended estimator stays for speed and work rate, and for when a lane has no rate
     (small objects waiting for slots, no history yet).
     """
 
     def __init__(self, window_s: float = 60.0, slots: int = 1, object_cost_bytes: float = DEFAULT_OBJECT_COST_BYTES):
         self.slots = max(slots, 1)
+        self.shared = True  # small objects run on the slots large ones free
         self.total = RateEstimator(window_s, object_cost_bytes)
         self.large = _Lane(window_s, object_cost_bytes)
         self.small = _Lane(window_s, object_cost_bytes)
@@ -249,7 +254,7 @@ class LaneEta:
         elif small.drained:
             self.large.other_drained(1.0)
         else:
-            self._boost = small_lane_boost(self.slots, large.objects_left)
+            self._boost = small_lane_boost(self.slots, large.objects_left) if self.shared else 1.0
 
     def eta(self) -> float | None:
         lg, sm = self.large.last, self.small.last
@@ -294,13 +299,15 @@ class NodeEta:
     remaining_objects: float
     work_rate: float | None
     object_cost: float = DEFAULT_OBJECT_COST_BYTES
+    known: bool = True  # False: the node has not loaded its shard, so its remaining work is unknown
 
 
 def cluster_eta(nodes: Iterable[NodeEta]) -> float | None:
-    """The slowest node decides. A node without a rate yet (not started, just restarted) is
-    estimated at the mean rate of the nodes that have one; with none known, the ETA is unknown."""
+    """The slowest node decides. A node without a rate yet (just restarted, too little history) is
+    estimated at the mean rate of the nodes that have one; with none known, the ETA is unknown. So is it
+    while any node has not loaded its shard: its work, and when it starts on it, are not known yet."""
     ns = list(nodes)
-    if not ns:
+    if not ns or not all(n.known for n in ns):
         return None
     rates = [n.work_rate for n in ns if n.work_rate]
     mean_rate = sum(rates) / len(rates) if rates else None
@@ -315,3 +322,25 @@ def cluster_eta(nodes: Iterable[NodeEta]) -> float | None:
             eta = (n.remaining_bytes + n.object_cost * n.remaining_objects) / mean_rate
         worst = max(worst, eta)
     return worst if math.isfinite(worst) else None
+
+
+# The final check (operator, after every node finished) lists the target, ListObjectsV2 pages of
+# LIST_PAGE_KEYS keys, and reconciles each key with the plan's shard manifests: one request per page and
+# a little CPU per key, so its time grows with the object count, not the bytes.
+LIST_PAGE_KEYS = 1000
+VERIFY_PAGE_S = 0.1  # one page: a round trip to a cloud store (~50-100 ms) plus parsing 1,000 keys
+
+
+def verify_eta(keys: int, planning_s: float = 0.0) -> float:
+    """Seconds the final verification of ``keys`` listed keys takes.
+
+    Planning did the mirror image of it (listed the same keys from the source, wrote the shard
+    manifests it reads back), so the time planning took, measured on this very deployment, is the
+    estimate; without one (plans from before it was recorded), ``VERIFY_PAGE_S`` a page. Not included:
+    the launcher's teardown and the operator noticing that the last node finished (up to a status tick).
+    """
+    if keys <= 0:
+        return 0.0
+    if planning_s > 0:
+        return planning_s
+    return math.ceil(keys / LIST_PAGE_KEYS) * VERIFY_PAGE_S

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import datetime
 from typing import IO, Any
 
 from rich.console import Console, Group
@@ -18,6 +19,21 @@ from skymigrate.core import humanize
 
 def _bar(pct: float) -> ProgressBar:
     return ProgressBar(total=100.0, completed=min(max(pct, 0.0), 100.0), width=30)
+
+
+def local_time(rfc3339: str | None, now: float | None = None) -> str:
+    """The status's RFC 3339 (UTC) time as a person here reads it: 14:05:09, with the date if not today."""
+    if not rfc3339:
+        return "-"
+    at = datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).astimezone()
+    today = datetime.fromtimestamp(time.time() if now is None else now).astimezone().date()
+    return at.strftime("%H:%M:%S" if at.date() == today else "%Y-%m-%d %H:%M:%S")
+
+
+def _moved(st: dict[str, Any]) -> int:
+    """Bytes behind the bar's percent: verified plus in flight."""
+    b = st.get("bytes", {})
+    return int(b.get("done", 0)) + int(b.get("inFlight", 0))
 
 
 def render(st: dict[str, Any], name: str) -> Group:
@@ -38,10 +54,10 @@ def render(st: dict[str, Any], name: str) -> Group:
     cluster = Table.grid(padding=(0, 2))
     cluster.add_row(
         "cluster", _bar(pct), f"{pct:.1f}%",
-        f"{st.get('objectsText', '-')} objects", humanize.size(st.get("bytes", {}).get("done", 0)) + " / "
+        f"{st.get('objectsText', '-')} objects", humanize.size(_moved(st)) + " / "
         + humanize.size(st.get("bytes", {}).get("total", 0)),
         f"speed {st.get('speedText', '-')}", f"ETA {st.get('eta', {}).get('text', '-')}",
-        f"done at {st.get('eta', {}).get('completionTime', '-')}",
+        f"done at {local_time(st.get('eta', {}).get('completionTime'))}",
     )  # fmt: skip
     msg = Text(st.get("message", ""), style="dim")
     return Group(head, cluster, t, msg)
@@ -83,6 +99,7 @@ class View:
             self.events.write(json.dumps({
                 "t": now, "phase": st.get("phase"), "elapsed": st.get("elapsed", {}).get("seconds"),
                 "bytes_done": st.get("bytes", {}).get("done", 0), "bytes_total": st.get("bytes", {}).get("total", 0),
+                "bytes_in_flight": st.get("bytes", {}).get("inFlight", 0),
                 "objects_done": st.get("objects", {}).get("done", 0), "objects_total": st.get("objects", {}).get("total", 0),
                 "speed_bps": st.get("speed", {}).get("bytesPerSecond", 0), "eta_s": st.get("eta", {}).get("seconds"),
                 "nodes": [{k: n.get(k) for k in ("rank", "phase", "bytesDone", "bytesTotal", "etaSeconds")}
