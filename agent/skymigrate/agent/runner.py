@@ -136,8 +136,10 @@ class Agent:
         pool = max(32, self.spec.concurrency * 8)
         self.src_client = make_client(src.endpoint, source_creds, src.region, path_style=src.path_style, max_pool=pool)
         self.tgt_client = make_client(tgt.endpoint, target_creds, tgt.region, path_style=tgt.path_style, max_pool=pool)
-        # Direct copies in worker processes have slots of their own (_has_slot): no gain when streams end.
-        self.tracker = Tracker(rank, metrics, slots=self.spec.concurrency, shared_slots=lambda: self._workers is None)
+        # Small objects speed up when the streams end even when worker processes give them slots of their
+        # own: the streams' share of CPU and network goes to them (about 2x on the 2-core bench machine,
+        # where assuming no gain made the mid-run ETA 2-3x too high; bench/FINDINGS.md).
+        self.tracker = Tracker(rank, metrics, slots=self.spec.concurrency)
         self.metrics = metrics
         self.journal = Journal(store, rank)
         try:
