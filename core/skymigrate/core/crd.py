@@ -171,7 +171,9 @@ def status_schema() -> Schema:
         "x-kubernetes-preserve-unknown-fields": True,
         "properties": {
             "phase": _text("Pending, Planning, Launching, Running, Verifying, Succeeded, Failed or Cancelled."),
-            "progressText": _text("Percent of bytes copied and verified, e.g. 42.0%."),
+            "progressText": _text(
+                "Percent of bytes moved (verified plus in flight), e.g. 42.0%; verifiedPercent counts verified only."
+            ),
             "objectsText": _text("Objects done of the total, e.g. 150/500."),
             "speedText": _text("Recent cluster throughput, e.g. 1.2 GB/s."),
             "eta": {

@@ -92,7 +92,12 @@ class OperatorMetrics:
             (*L, "state"),
             registry=registry,
         )
-        self.progress = Gauge("skymigrate_migration_progress_ratio", "Bytes done / total (0-1)", L, registry=registry)
+        self.progress = Gauge(
+            "skymigrate_migration_progress_ratio",
+            "Bytes moved (verified plus in flight) / total (0-1)",
+            L,
+            registry=registry,
+        )
         self.speed = Gauge("skymigrate_migration_speed_bytes_per_second", "Cluster throughput", L, registry=registry)
         self.eta = Gauge("skymigrate_migration_eta_seconds", "Cluster ETA (slowest node)", L, registry=registry)
         self.nodes = Gauge("skymigrate_migration_nodes", "Node count", L, registry=registry)
