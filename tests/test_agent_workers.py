@@ -11,6 +11,7 @@ from pathlib import Path
 from tests.conftest import Pair
 from tests.support.agentkit import MiB, failed, heartbeat, journal_segments, put_multipart, start_agent, wait_for
 from tests.support.data import digests, expected, payload, put_all
+from tests.support.throttle import throttled
 
 
 def children(pid: int) -> set[int]:
@@ -65,17 +66,21 @@ def test_worker_processes_copy_small_objects_exactly(pair: Pair, tmp_path: Path)
 def test_workers_die_with_a_killed_agent(pair: Pair, tmp_path: Path) -> None:
     objects = {f"k/{i:05d}": payload(f"k{i}", 3000 + i) for i in range(1500)}
     put_all(pair.src.client(), pair.src_bucket, objects)
-    pair.plan(pair.spec(concurrency=1, transfer={"workerProcesses": 2}))
-    run = start_agent(pair, tmp_path / "logs")
-    try:
-        wait_for("the first journal segment", lambda: len(journal_segments(pair)) >= 1, 120, run)
-        workers = children(run.proc.pid)
-        assert len(workers) >= 2, run.stderr[-2000:]  # the two workers (and the spawn resource tracker)
-        os.kill(run.proc.pid, signal.SIGKILL)
-        run.proc.wait(30)
-        deadline = time.monotonic() + 10
-        while any(alive(p) for p in workers) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(alive(p) for p in workers), "a worker outlived its agent"
-    finally:
-        run.kill()
+    port = int(pair.src.endpoint_url.rsplit(":", 1)[1])
+    # A slow link (~3 s for the shard), so the agent is surely mid-shard when it is killed.
+    with throttled(port, 2e6) as slow:
+        pair.plan(pair.spec(source={"endpoint": f"http://127.0.0.1:{slow}"}, transfer={"workerProcesses": 2}))
+        run = start_agent(pair, tmp_path / "logs")
+        try:
+            wait_for("the worker processes", lambda: "worker processes" in run.stderr, 60, run)
+            wait_for("the first journal segment", lambda: len(journal_segments(pair)) >= 1, 120, run)
+            workers = children(run.proc.pid)
+            assert run.proc.poll() is None and len(workers) >= 2, run.stderr[-2000:]  # + the resource tracker
+            os.kill(run.proc.pid, signal.SIGKILL)
+            run.proc.wait(30)
+            deadline = time.monotonic() + 10
+            while any(alive(p) for p in workers) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not any(alive(p) for p in workers), "a worker outlived its agent"
+        finally:
+            run.kill()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 from dataclasses import replace
 
 from skymigrate.agent import verify
@@ -25,7 +26,7 @@ from skymigrate.agent.work import (
     now,
     upload_part_size,
 )
-from skymigrate.core.etag import parts_in
+from skymigrate.core.etag import is_md5, parts_in
 from skymigrate.core.manifest import ObjectEntry
 from skymigrate.core.s3http import S3Error
 
@@ -46,36 +47,62 @@ def copy_direct(ctx: Context, entry: ObjectEntry) -> tuple[Outcome, ObjectMeta |
     except Exception as e:
         return Outcome(entry, False, "direct", "download", _short(e), seconds=now() - t0), None
     ctx.on_bytes(entry.key, len(body) // 2)
-    if (parts_in(meta.etag) or 0) > 1:  # a multipart source: its ETag is comparable only at its part size
-        with contextlib.suppress(Exception):
-            meta = replace(meta, part_size=first_part_size(ctx.source_client, src_b, skey, meta.size))
-    part, known = upload_part_size(meta, whole_mib=False)
-    h = hasher_for(meta, part, known, single_put=True, verify=True)  # the MD5 is needed for Content-MD5 anyway
-    h.update(body)
-    if problem := verify.check_source(h, meta.size, meta.etag):
-        return Outcome(entry, False, "direct", "download", problem, seconds=now() - t0), meta
-    md5 = h.md5()
-    assert md5 is not None
+    if len(body) != meta.size:
+        return Outcome(
+            entry, False, "direct", "download", f"read {len(body)} bytes, source object has {meta.size}"
+        ), meta
+    if is_md5(meta.etag) and not _encrypted(got.headers):
+        # A single-part object's ETag is the MD5 of its bytes. Sent as Content-MD5, it makes the target
+        # server check what we hold against the source's own checksum, and no pass of our CPU over the
+        # bytes is needed (rclone does the same).
+        md5, trusted = meta.etag, True
+    else:
+        if (parts_in(meta.etag) or 0) > 1:  # a multipart source: its ETag is comparable only at its part size
+            with contextlib.suppress(Exception):
+                meta = replace(meta, part_size=first_part_size(ctx.source_client, src_b, skey, meta.size))
+        part, known = upload_part_size(meta, whole_mib=False)
+        h = hasher_for(meta, part, known, single_put=True, verify=True)  # Content-MD5 needs the MD5 anyway
+        h.update(body)
+        if problem := verify.check_source(h, meta.size, meta.etag):
+            return Outcome(entry, False, "direct", "download", problem, seconds=now() - t0), meta
+        md5, trusted = h.md5() or "", False
     t_dl = now()
     headers = {"Content-MD5": base64.b64encode(bytes.fromhex(md5)).decode(), **meta.http_headers()}
     try:
         etag = ctx.target_http.put(dst_b, tkey, body, headers).etag
+    except S3Error as e:
+        # Our bytes differ from the source's MD5: a bad download, unless they match it after all.
+        bad_digest = trusted and e.code in ("BadDigest", "InvalidDigest")
+        if bad_digest and hashlib.md5(body, usedforsecurity=False).hexdigest() != md5:
+            why = f"content checksum does not match source ETag {md5}"
+            return Outcome(entry, False, "direct", "download", why, seconds=now() - t0), meta
+        return Outcome(entry, False, "direct", "upload", str(e), seconds=now() - t0), meta
     except Exception as e:
         return Outcome(entry, False, "direct", "upload", _short(e), seconds=now() - t0), meta
     if verify.comparable(etag):
-        bad = verify.check_target(h, h.total, etag)
+        bad = None if etag == md5 else f"target ETag {etag} does not match the copied content ({md5})"
     else:  # an ETag that is not an MD5 (SSE-KMS, some stores): at least the size must match
         tgt = head(ctx.target_client, dst_b, tkey)
-        bad = "target object missing after upload" if tgt is None else verify.check_target(h, tgt.size, "")
+        bad = "target object missing after upload" if tgt is None else _size_problem(tgt.size, len(body))
     if bad:
         with contextlib.suppress(Exception):
             ctx.target_http.delete(dst_b, tkey)
         return Outcome(entry, False, "direct", "verify", bad, seconds=now() - t0), meta
     end = now()
     return (
-        Outcome(entry, True, "direct", bytes=h.total, seconds=end - t0, download_s=t_dl - t0, upload_s=end - t_dl),
+        Outcome(entry, True, "direct", bytes=len(body), seconds=end - t0, download_s=t_dl - t0, upload_s=end - t_dl),
         meta,
     )
+
+
+def _encrypted(headers: dict[str, str]) -> bool:
+    """SSE-KMS and SSE-C objects have ETags that are not the MD5 of their bytes."""
+    sse = headers.get("x-amz-server-side-encryption", "")
+    return sse.startswith("aws:kms") or "x-amz-server-side-encryption-customer-algorithm" in headers
+
+
+def _size_problem(got: int, want: int) -> str | None:
+    return None if got == want else f"target has {got} bytes, expected {want}"
 
 
 def _short(e: BaseException) -> str:
