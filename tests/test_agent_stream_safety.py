@@ -1,0 +1,111 @@
+"""A streamed large object must never complete in the target unless it is the whole source object.
+
+The stream relay counts bytes (with splice, when the servers' ETags can vouch for the content) and keeps
+the upload's stdin open until the download has exited cleanly with exactly the expected bytes of the
+object that was planned. These tests break the download for real in the middle of a stream: the source
+link dies, or the source object is replaced. The target bucket is versioned, so every upload that ever
+completed leaves a version behind, even one the agent deleted afterwards: the versions prove what the
+target ever showed as complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Pair
+from tests.support.agentkit import MiB, failed, open_uploads, put_multipart, start_agent, wait_for
+from tests.support.cutlink import cuttable
+from tests.support.data import digests, expected, payload
+
+# Slow enough that the stream is still running when the test strikes (24 MiB at 4 MB/s: ~6 s).
+SOURCE_LINK_BYTES_PER_SECOND = 4_000_000
+
+
+def versioned_target(pair: Pair) -> Any:
+    dst = pair.dst.client()
+    dst.put_bucket_versioning(Bucket=pair.dst_bucket, VersioningConfiguration={"Status": "Enabled"})
+    return dst
+
+
+def completed_versions(dst: Any, bucket: str, key: str) -> list[bytes]:
+    """The bytes of every version of ``key`` that an upload ever completed (delete markers aside)."""
+    versions = dst.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+    return [
+        dst.get_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])["Body"].read()
+        for v in versions
+        if v["Key"] == key
+    ]
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def test_source_link_dying_mid_stream_completes_nothing(pair: Pair, tmp_path: Path) -> None:
+    src = pair.src.client()
+    big = payload("cut", 24 * MiB)
+    put_multipart(src, pair.src_bucket, "big.bin", big, 5 * MiB)  # multipart, known part size: the splice path
+    dst = versioned_target(pair)
+    with cuttable(port_of(pair.src.endpoint_url), SOURCE_LINK_BYTES_PER_SECOND) as link:
+        spec = pair.spec(
+            source={"endpoint": f"http://127.0.0.1:{link.port}"},
+            concurrency=1,
+            transfer={"smallObjectThreshold": MiB},
+            retry={"attempts": 1},
+        )
+        pair.plan(spec)
+        run = start_agent(pair, tmp_path / "logs", extra=("--debug",))
+        try:
+            # The upload opens once a whole 5 MiB part has gone through: the stream is well under way.
+            wait_for("a multipart upload in the target", lambda: bool(open_uploads(dst, pair.dst_bucket)), 120, run)
+            link.cut()  # the source dies: open connections end early, new ones are refused
+            run.wait(timeout=240)
+        finally:
+            run.kill()
+    assert "| splice |" in run.stderr  # the counting relay, not the hashing one
+    assert [f["key"] for f in failed(pair)] == ["big.bin"]
+    assert completed_versions(dst, pair.dst_bucket, "big.bin") == []  # nothing ever completed
+    assert open_uploads(dst, pair.dst_bucket) == []  # and the started upload was aborted
+
+
+def test_source_replaced_mid_stream_never_completes_the_old_read(pair: Pair, tmp_path: Path) -> None:
+    src = pair.src.client()
+    old = payload("old", 24 * MiB)
+    new = payload("new", 21 * MiB + 77)  # another size and content: the planned object is gone
+    put_multipart(src, pair.src_bucket, "big.bin", old, 5 * MiB)
+    dst = versioned_target(pair)
+    with cuttable(port_of(pair.src.endpoint_url), SOURCE_LINK_BYTES_PER_SECOND) as link:
+        spec = pair.spec(
+            source={"endpoint": f"http://127.0.0.1:{link.port}"},
+            concurrency=1,
+            transfer={"smallObjectThreshold": MiB},
+            retry={"attempts": 3, "initialBackoffSeconds": 0.1, "maxBackoffSeconds": 0.2},
+        )
+        pair.plan(spec)
+        run = start_agent(pair, tmp_path / "logs", extra=("--debug",))
+        try:
+            wait_for("a multipart upload in the target", lambda: bool(open_uploads(dst, pair.dst_bucket)), 120, run)
+            put_multipart(src, pair.src_bucket, "big.bin", new, 5 * MiB)  # directly, not through the slow link
+            assert run.wait(timeout=240) == 0, run.stderr[-4000:]
+        finally:
+            run.kill()
+    # Only the retry, which read the new object, ever completed: the first read never became an object.
+    assert completed_versions(dst, pair.dst_bucket, "big.bin") == [new]
+    assert "| splice |" in run.stderr
+    assert "source object changed during the copy" in run.stderr  # what stopped the first attempt
+    assert failed(pair) == []
+    assert open_uploads(dst, pair.dst_bucket) == []
+
+
+def test_without_checksums_every_stream_is_counted_not_hashed(pair: Pair) -> None:
+    src = pair.src.client()
+    objects = {"mp.bin": payload("mp", 12 * MiB + 5), "sp.bin": payload("sp", 3 * MiB + 1)}
+    put_multipart(src, pair.src_bucket, "mp.bin", objects["mp.bin"], 5 * MiB)
+    src.put_object(Bucket=pair.src_bucket, Key="sp.bin", Body=objects["sp.bin"])
+    pair.plan(pair.spec(transfer={"smallObjectThreshold": MiB, "verifyChecksum": False}))
+    r = pair.agent(extra=("--debug",))
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert r.stderr.count("| splice |") == 2 and "| md5 relay |" not in r.stderr
+    assert failed(pair) == []
+    assert digests(pair.dst.client(), pair.dst_bucket) == expected(objects)
