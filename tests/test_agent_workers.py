@@ -4,6 +4,7 @@ and no worker outlives its agent."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -41,11 +42,20 @@ def test_worker_processes_copy_small_objects_exactly(pair: Pair, tmp_path: Path)
         CacheControl="no-cache", ContentDisposition='attachment; filename="m  t.txt"', Metadata={"who": "worker  two"},
     )  # fmt: skip
     objects["w/meta"] = b"headers too"
-    pair.plan(pair.spec(concurrency=2, transfer={"workerProcesses": 2, "smallObjectThreshold": 16 * MiB}))
-
-    run = start_agent(pair, tmp_path / "logs")
-    assert run.wait() == 0, run.stderr[-3000:]
+    port = int(pair.src.endpoint_url.rsplit(":", 1)[1])
+    # A slow link (~5 s for the shard): the agent copies in its own process only until the workers are up.
+    with throttled(port, 5e6) as slow:
+        spec = pair.spec(
+            source={"endpoint": f"http://127.0.0.1:{slow}"},
+            concurrency=2,
+            transfer={"workerProcesses": 2, "smallObjectThreshold": 16 * MiB},
+        )
+        pair.plan(spec)
+        run = start_agent(pair, tmp_path / "logs")
+        assert run.wait() == 0, run.stderr[-3000:]
     assert "Small objects: 2 worker processes" in run.stderr
+    by_workers = re.search(r"Small objects: (\d+) copy attempts in worker processes", run.stderr)
+    assert by_workers and int(by_workers[1]) > 100, run.stderr[-3000:]
     dst = pair.dst.client()
     assert digests(dst, pair.dst_bucket) == expected(objects)
     head = dst.head_object(Bucket=pair.dst_bucket, Key="w/meta")

@@ -155,6 +155,7 @@ class Agent:
         self._small_workers = max(4, min(32, DIRECT_MEMORY // max(self.spec.transfer.small_object_threshold, 1)))
         self._small_pool = ThreadPoolExecutor(max_workers=self._small_workers, thread_name_prefix="small")
         self._workers: DirectWorkers | None = None
+        self._by_workers = 0  # objects the worker processes copied (the rest: this process)
         self._source_creds, self._target_creds = source_creds, target_creds
         self.ctx = Context(
             source=s5cmd.Endpoint(src, source_creds),
@@ -307,6 +308,8 @@ class Agent:
             self._stop.set()
             reporter.join()
         phase: NodePhase = "Failed" if self.failed else "Succeeded"
+        if self._workers:
+            log.info("Small objects: %d copy attempts in worker processes", self._by_workers)
         self._flush(phase)
         log.info(report(self.tracker.heartbeat(phase), self.tracker.elapsed()))
         self.metrics.up.set(0)
@@ -421,11 +424,12 @@ class Agent:
 
     def _run_direct(self, entries: list[ObjectEntry]) -> list[Outcome]:
         workers = self._workers
-        if workers is None:
+        if workers is None or not workers.ready():
             results = list(self._small_pool.map(lambda e: copy_direct(self.ctx, e), entries))
         else:
             try:
                 results = workers.copy(entries)
+                self._by_workers += len(entries)
             except BrokenProcessPool as e:  # a worker died (OOM killer?): carry on in this process
                 log.warning("small-object worker processes stopped (%s); copying in the agent process", e)
                 self._workers = None

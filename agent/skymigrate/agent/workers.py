@@ -67,12 +67,15 @@ class DirectWorkers:
             # spawn, not fork: the agent has threads (metrics server, copy pools) whose locks a fork would copy.
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init,
-            initargs=(threads, source, target, source_creds, target_creds, transfer),
+            initargs=(os.getpid(), threads, source, target, source_creds, target_creds, transfer),
         )
         # Each submit that finds no idle worker starts one: start them all now, from this thread, so they
         # import while the agent prepares.
-        for _ in range(processes):
-            self._pool.submit(_ready)
+        self._warm = [self._pool.submit(_ready) for _ in range(processes)]
+
+    def ready(self) -> bool:
+        """Every worker has started (until then the agent copies in its own process: no idle start-up)."""
+        return all(f.done() for f in self._warm)
 
     def copy(self, entries: list[ObjectEntry]) -> list[tuple[Outcome, ObjectMeta | None]]:
         """Copy a task's objects in one worker; raises BrokenProcessPool when a worker died."""
@@ -88,6 +91,7 @@ _threads: ThreadPoolExecutor | None = None
 
 
 def _init(
+    agent_pid: int,
     threads: int,
     source: Location,
     target: Location,
@@ -96,7 +100,7 @@ def _init(
     transfer: TransferSpec,
 ) -> None:
     global _ctx, _threads
-    _die_with_parent()
+    _die_with_parent(agent_pid)
     # SIGTERM/SIGINT are the agent's to handle (it journals, then exits and takes the workers with it).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="small")
@@ -123,14 +127,14 @@ def _copy_many(entries: list[ObjectEntry]) -> list[tuple[Outcome, ObjectMeta | N
     return list(_threads.map(lambda e: copy_direct(ctx, e), entries))
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(agent_pid: int) -> None:
     """A worker must not outlive a killed agent: it could still be writing when a new agent resumes.
     (Not PR_SET_PDEATHSIG: it fires when the *thread* that started the process ends, and a worker killed
-    while holding the pool's queue lock would hang its siblings.)"""
-    parent = os.getppid()
+    while holding the pool's queue lock would hang its siblings.) The agent's pid comes from the agent:
+    it may have died while this worker was still importing."""
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == agent_pid:
             time.sleep(0.2)
         os._exit(1)
 
