@@ -69,6 +69,34 @@ def test_source_link_dying_mid_stream_completes_nothing(pair: Pair, tmp_path: Pa
     assert open_uploads(dst, pair.dst_bucket) == []  # and the started upload was aborted
 
 
+def test_connections_dropped_mid_stream_never_complete_a_short_object(pair: Pair, tmp_path: Path) -> None:
+    """The download is retried inside s5cmd after a dropped connection; however it ends, what reached the
+    upload before the drop must not complete as an object unless it is all of the source."""
+    src = pair.src.client()
+    big = payload("blip", 24 * MiB)
+    put_multipart(src, pair.src_bucket, "big.bin", big, 5 * MiB)
+    dst = versioned_target(pair)
+    with cuttable(port_of(pair.src.endpoint_url), SOURCE_LINK_BYTES_PER_SECOND) as link:
+        spec = pair.spec(
+            source={"endpoint": f"http://127.0.0.1:{link.port}"},
+            concurrency=1,
+            transfer={"smallObjectThreshold": MiB},
+            retry={"attempts": 3, "initialBackoffSeconds": 0.1, "maxBackoffSeconds": 0.2},
+        )
+        pair.plan(spec)
+        run = start_agent(pair, tmp_path / "logs", extra=("--debug",))
+        try:
+            wait_for("a multipart upload in the target", lambda: bool(open_uploads(dst, pair.dst_bucket)), 120, run)
+            link.drop()
+            assert run.wait(timeout=240) == 0, run.stderr[-4000:]
+        finally:
+            run.kill()
+    assert completed_versions(dst, pair.dst_bucket, "big.bin") == [big]  # only ever the whole object
+    assert "| splice |" in run.stderr
+    assert failed(pair) == []
+    assert open_uploads(dst, pair.dst_bucket) == []
+
+
 def test_source_replaced_mid_stream_never_completes_the_old_read(pair: Pair, tmp_path: Path) -> None:
     src = pair.src.client()
     old = payload("old", 24 * MiB)

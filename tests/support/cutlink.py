@@ -1,7 +1,8 @@
-"""A slow TCP link on 127.0.0.1 to a real server that a test can cut in the middle of a transfer.
+"""A slow TCP link on 127.0.0.1 to a real server that a test can break in the middle of a transfer.
 
-Cutting shuts every open connection down (both directions, so the client sees the stream end early or
-reset, not a hang) and refuses new ones: a server or network that died mid-stream.
+Breaking it shuts open connections down (both directions, so the client sees its stream end early, not
+a hang); after a cut new connections are refused too (the server died), after a drop they go through
+(a blip).
 """
 
 from __future__ import annotations
@@ -31,17 +32,24 @@ class Link:
         threading.Thread(target=self._accept, name="cutlink", daemon=True).start()
 
     def cut(self) -> None:
+        """The server is gone: open connections end, new ones are refused."""
         self._cut.set()
         self._listener.close()
+        self.drop()
+
+    def drop(self) -> None:
+        """A network blip: every open connection ends mid-way; new ones go through."""
         with self._lock:
-            socks = list(self._socks)
+            socks, self._socks = self._socks, []
         for s in socks:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        with self._lock:
+            socks = list(self._socks)
         self.cut()
-        for s in self._socks:
+        for s in socks:
             with contextlib.suppress(OSError):
                 s.close()
 

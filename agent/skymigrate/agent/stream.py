@@ -35,9 +35,6 @@ from skymigrate.core.manifest import ObjectEntry
 
 CHUNK = 1 << 20
 MiB = 1 << 20
-# Download ranges need not match the upload's parts; larger ones mean fewer requests (and some servers,
-# moto among them, pay for every range with a pass over the whole object).
-DOWNLOAD_RANGE_MIB = 64
 GONE = "source object no longer exists"
 
 
@@ -90,11 +87,13 @@ def copy_stream(ctx: Context, entry: ObjectEntry, meta: ObjectMeta) -> Outcome:
     h = hasher_for(meta, part_size, known, single_put=False, verify=checking and not by_servers)
     p_mib = str(part_size // MiB)
     conc = str(ctx.part_concurrency)
-    dl_mib = str(max(part_size // MiB, DOWNLOAD_RANGE_MIB))
-    # One GET stream: with more, `s5cmd cat` holds whole ranges that arrived out of order in memory while
-    # the (slower) upload drains its stdout, 80-170 MB per stream; with one it writes as it reads (~17 MB)
-    # and costs ~10 % less CPU. On loopback one stream outruns `pipe` -c 4 (bench/FINDINGS.md).
-    cat_cmd = [*ctx.source.args(), "cat", "--raw", "-c", "1", "-p", dl_mib, src_url]
+    # One GET of the whole object. With more GET streams `s5cmd cat` holds whole ranges that arrived out of
+    # order in memory while the (slower) upload drains its stdout, 80-170 MB per stream; with one it writes
+    # as it reads (~17 MB) and costs ~10 % less CPU. Download ranges need not match the upload's parts, and
+    # every range costs the source server (versitygw, moto) a request's work: one range is cheapest. On
+    # loopback one stream outruns `pipe -c 4` (bench/FINDINGS.md).
+    whole_mib = str(max(1, -(-meta.size // MiB)))
+    cat_cmd = [*ctx.source.args(), "cat", "--raw", "-c", "1", "-p", whole_mib, src_url]
     pipe_cmd = [*ctx.target.args(), "pipe", "--raw", "-c", conc, "-p", p_mib, *meta_flags(meta), dst_url]
     how = "splice" if not h.hashing else "md5 relay"
     ctx.debug(f"   Streaming: s5cmd cat {src_url} | {how} | s5cmd pipe -p {p_mib} {dst_url}")
