@@ -137,3 +137,14 @@ def test_without_checksums_every_stream_is_counted_not_hashed(pair: Pair) -> Non
     assert r.stderr.count("| splice |") == 2 and "| md5 relay |" not in r.stderr
     assert failed(pair) == []
     assert digests(pair.dst.client(), pair.dst_bucket) == expected(objects)
+
+
+def test_splice_declines_descriptors_it_cannot_join_before_moving_anything(tmp_path: Path) -> None:
+    """Where splice(2) refuses (here: two regular files, neither a pipe), the relay falls back to copying."""
+    from skymigrate.agent.stream import _relay_splice
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"x" * 1000)
+    with a.open("rb") as src, b.open("wb") as dst:
+        assert _relay_splice(src.fileno(), dst.fileno(), lambda n: None) is None
+    assert b.read_bytes() == b""

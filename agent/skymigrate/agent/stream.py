@@ -19,6 +19,7 @@ How the content is checked decides how the bytes travel:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import io
@@ -112,10 +113,9 @@ def copy_stream(ctx: Context, entry: ObjectEntry, meta: ObjectMeta) -> Outcome:
     drains = [_drain(cat.stderr, cat_err), _drain(pipe.stderr, pipe_err), _drain(pipe.stdout, pipe_out)]
     try:
         progress = functools.partial(ctx.on_bytes, entry.key)
-        if h.hashing:
-            moved, upload_broken = _relay_hashing(cat.stdout, pipe.stdin, h, progress)
-        else:
-            moved, upload_broken = _relay_splice(src_fd, dst_fd, progress)
+        spliced = None if h.hashing else _relay_splice(src_fd, dst_fd, progress)
+        # Without splice (hashing, or none to be had), the copying relay; its hasher may only count.
+        moved, upload_broken = spliced or _relay_hashing(cat.stdout, pipe.stdin, h, progress)
         if upload_broken:
             cat.kill()
         cat_rc = cat.wait()
@@ -172,14 +172,19 @@ def copy_stream(ctx: Context, entry: ObjectEntry, meta: ObjectMeta) -> Outcome:
                 p.wait()
 
 
-def _relay_splice(src: int, dst: int, progress: Callable[[int], object]) -> tuple[int, bool]:
-    """Move bytes from pipe to pipe inside the kernel, counting them: (bytes moved, upload side gone)."""
+def _relay_splice(src: int, dst: int, progress: Callable[[int], object]) -> tuple[int, bool] | None:
+    """Move bytes from pipe to pipe inside the kernel, counting them: (bytes moved, upload side gone).
+    None, before any byte moved, when splice(2) is not to be had (not Linux, some sandboxes)."""
     moved = 0
     while True:
         try:
             n = os.splice(src, dst, CHUNK)
         except BrokenPipeError:
             return moved, True
+        except (AttributeError, OSError) as e:
+            if moved == 0 and (isinstance(e, AttributeError) or e.errno in (errno.EINVAL, errno.ENOSYS)):
+                return None
+            raise
         if n == 0:
             return moved, False
         moved += n
