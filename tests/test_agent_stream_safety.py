@@ -15,6 +15,7 @@ from typing import Any
 
 from tests.conftest import Pair
 from tests.support.agentkit import MiB, failed, open_uploads, put_multipart, start_agent, wait_for
+from tests.support.corrupt import corrupting_relay
 from tests.support.cutlink import cuttable
 from tests.support.data import digests, expected, payload
 
@@ -126,6 +127,35 @@ def test_source_replaced_mid_stream_never_completes_the_old_read(pair: Pair, tmp
     assert open_uploads(dst, pair.dst_bucket) == []
 
 
+def test_bytes_damaged_on_the_way_never_complete(pair: Pair, tmp_path: Path) -> None:
+    """Bit rot between source and agent, in a middle part (the target server's MD5s of the parts catch it)
+    and in the last part (the relay's own MD5 of it does), before the upload may complete."""
+    src = pair.src.client()
+    mark, rot = b"<<intact-bytes>>", b"<<intact-bytez>>"
+    objects = {
+        "rot/middle.bin": payload("m1", 7 * MiB) + mark + payload("m2", 9 * MiB),
+        "rot/last.bin": payload("l1", 16 * MiB) + mark + payload("l2", 1000),
+    }
+    for k, v in objects.items():
+        put_multipart(src, pair.src_bucket, k, v, 5 * MiB)
+    dst = versioned_target(pair)
+    with corrupting_relay(pair.src.endpoint_url, mark, rot) as relayed:
+        spec = pair.spec(
+            source={"endpoint": relayed},
+            transfer={"smallObjectThreshold": MiB},
+            retry={"attempts": 2, "initialBackoffSeconds": 0.05, "maxBackoffSeconds": 0.1},
+        )
+        pair.plan(spec)
+        run = start_agent(pair, tmp_path / "logs", extra=("--debug",))
+        assert run.wait(timeout=240) == 3, run.stderr[-3000:]  # 3: some objects failed
+    for k in objects:
+        assert completed_versions(dst, pair.dst_bucket, k) == [], k  # not even for a moment
+    assert run.stderr.count("| splice |") == 4
+    assert sorted(f["key"] for f in failed(pair)) == sorted(objects)
+    assert all("does not match" in f["reason"] and f["stage"] == "download" for f in failed(pair)), failed(pair)
+    assert open_uploads(dst, pair.dst_bucket) == []
+
+
 def test_without_checksums_every_stream_is_counted_not_hashed(pair: Pair) -> None:
     src = pair.src.client()
     objects = {"mp.bin": payload("mp", 12 * MiB + 5), "sp.bin": payload("sp", 3 * MiB + 1)}
@@ -146,5 +176,5 @@ def test_splice_declines_descriptors_it_cannot_join_before_moving_anything(tmp_p
     a, b = tmp_path / "a", tmp_path / "b"
     a.write_bytes(b"x" * 1000)
     with a.open("rb") as src, b.open("wb") as dst:
-        assert _relay_splice(src.fileno(), dst.fileno(), lambda n: None) is None
+        assert _relay_splice(src.fileno(), dst.fileno(), lambda n: None, 1000) is None
     assert b.read_bytes() == b""

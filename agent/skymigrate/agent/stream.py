@@ -9,10 +9,12 @@ it left is aborted.
 
 How the content is checked decides how the bytes travel:
 - A multipart source whose part size the server told us is uploaded with the same parts, so the target
-  server's ETag (MD5s of the parts it received) must equal the source's: the two servers do the hashing.
-  The relay only counts, with splice(2) from pipe to pipe so the bytes never enter Python, and a HEAD of
-  the source after the read proves the object did not change under it before the upload may complete.
-- Otherwise (single-part source, unknown part size) the relay MD5s what it passes on, checks it against
+  server's part MD5s must make the source's ETag: the servers do the hashing. The relay moves all but the
+  last part with splice(2), pipe to pipe, so those bytes never enter Python; it MD5s only the last part,
+  which `pipe` cannot upload before its stdin closes. Before closing it, a HEAD proves the source did not
+  change under the read, and ListParts gives the target's MD5s of the other parts: with ours of the last
+  one they must make the source's ETag. After completing, the target's ETag must equal the source's.
+- Otherwise (single-part source, unknown part size) the relay MD5s all it passes on, checks that against
   the source's ETag before completing and against the target's after.
 """
 
@@ -22,21 +24,29 @@ import contextlib
 import errno
 import fcntl
 import functools
+import hashlib
 import io
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from typing import IO
 
 from skymigrate.agent import verify
 from skymigrate.agent.work import Context, ObjectMeta, Outcome, hasher_for, head, now, upload_part_size
+from skymigrate.core import etag as etags
 from skymigrate.core.etag import PartHasher, parts_in
 from skymigrate.core.manifest import ObjectEntry
 
 CHUNK = 1 << 20
 MiB = 1 << 20
 GONE = "source object no longer exists"
+# Waiting for `pipe` to upload all but the last part before it may complete: how often to look (at most,
+# at least), and how long without a new part before giving up on the check.
+PARTS_POLL_S = 0.02
+PARTS_POLL_MAX_S = 1.0
+PARTS_STALL_S = 600.0
 
 
 def _drain(stream: IO[bytes], sink: list[bytes]) -> threading.Thread:
@@ -103,8 +113,7 @@ def copy_stream(ctx: Context, entry: ObjectEntry, meta: ObjectMeta) -> Outcome:
         pipe_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ctx.target.env()
     )
     assert cat.stdout and cat.stderr and pipe.stdin and pipe.stdout and pipe.stderr
-    src_fd, dst_fd = cat.stdout.fileno(), pipe.stdin.fileno()
-    for fd in (src_fd, dst_fd):  # 1 MiB pipes: a sixteenth of the syscalls
+    for fd in (cat.stdout.fileno(), pipe.stdin.fileno()):  # 1 MiB pipes: a sixteenth of the syscalls
         with contextlib.suppress(OSError):
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, CHUNK)
     cat_err: list[bytes] = []
@@ -113,9 +122,12 @@ def copy_stream(ctx: Context, entry: ObjectEntry, meta: ObjectMeta) -> Outcome:
     drains = [_drain(cat.stderr, cat_err), _drain(pipe.stderr, pipe_err), _drain(pipe.stdout, pipe_out)]
     try:
         progress = functools.partial(ctx.on_bytes, entry.key)
-        spliced = None if h.hashing else _relay_splice(src_fd, dst_fd, progress)
-        # Without splice (hashing, or none to be had), the copying relay; its hasher may only count.
-        moved, upload_broken = spliced or _relay_hashing(cat.stdout, pipe.stdin, h, progress)
+        last = PartHasher(part_size, md5=by_servers, parts=False)  # the last part's MD5, see _parts_problem
+        if h.hashing:
+            moved, upload_broken = _relay_copy(cat.stdout, pipe.stdin, h, progress)
+        else:  # all but the last part spliced (all of it when nothing is checked), the rest through `last`
+            cut = ((parts_in(meta.etag) or 1) - 1) * part_size if by_servers else meta.size
+            moved, upload_broken = _relay_counting(cat, pipe, cut, last, progress)
         if upload_broken:
             cat.kill()
         cat_rc = cat.wait()
@@ -131,7 +143,10 @@ def copy_stream(ctx: Context, entry: ObjectEntry, meta: ObjectMeta) -> Outcome:
             elif h.hashing:
                 problem = verify.check_source(h, meta.size, meta.etag)
             elif by_servers:
-                problem = _source_unchanged(ctx, entry.key, meta)
+                part_s = part_size * download_s / max(moved, 1)  # the relay ran at the upload's pace
+                problem = _source_unchanged(ctx, entry.key, meta) or _parts_problem(
+                    ctx, entry.key, meta, last, pipe, part_s
+                )
         if problem or upload_broken:
             _abort(ctx, pipe, entry.key)
             for d in drains:
@@ -172,13 +187,32 @@ def copy_stream(ctx: Context, entry: ObjectEntry, meta: ObjectMeta) -> Outcome:
                 p.wait()
 
 
-def _relay_splice(src: int, dst: int, progress: Callable[[int], object]) -> tuple[int, bool] | None:
-    """Move bytes from pipe to pipe inside the kernel, counting them: (bytes moved, upload side gone).
-    None, before any byte moved, when splice(2) is not to be had (not Linux, some sandboxes)."""
+def _relay_counting(
+    cat: subprocess.Popen[bytes],
+    pipe: subprocess.Popen[bytes],
+    cut: int,
+    last: PartHasher,
+    progress: Callable[[int], object],
+) -> tuple[int, bool]:
+    """The first ``cut`` bytes by splice (copied where it is refused), the rest through ``last``: (bytes
+    moved, upload side gone)."""
+    assert cat.stdout and pipe.stdin
+    counter = PartHasher(last.part_size, md5=False, parts=False)
+    spliced = _relay_splice(cat.stdout.fileno(), pipe.stdin.fileno(), progress, cut)
+    moved, broken = spliced or _relay_copy(cat.stdout, pipe.stdin, counter, progress, cut)
+    if broken:
+        return moved, True
+    rest, broken = _relay_copy(cat.stdout, pipe.stdin, last, progress)
+    return moved + rest, broken
+
+
+def _relay_splice(src: int, dst: int, progress: Callable[[int], object], limit: int) -> tuple[int, bool] | None:
+    """Move up to ``limit`` bytes from pipe to pipe inside the kernel, counting them: (bytes moved, upload
+    side gone). None, before any byte moved, when splice(2) is not to be had (not Linux, some sandboxes)."""
     moved = 0
-    while True:
+    while moved < limit:
         try:
-            n = os.splice(src, dst, CHUNK)
+            n = os.splice(src, dst, min(CHUNK, limit - moved))
         except BrokenPipeError:
             return moved, True
         except (AttributeError, OSError) as e:
@@ -186,24 +220,28 @@ def _relay_splice(src: int, dst: int, progress: Callable[[int], object]) -> tupl
                 return None
             raise
         if n == 0:
-            return moved, False
+            break
         moved += n
         progress(n)
+    return moved, False
 
 
-def _relay_hashing(
-    src: IO[bytes], dst: IO[bytes], h: PartHasher, progress: Callable[[int], object]
+def _relay_copy(
+    src: IO[bytes], dst: IO[bytes], h: PartHasher, progress: Callable[[int], object], limit: int | None = None
 ) -> tuple[int, bool]:
-    """Hash what passes through: (bytes moved, upload side gone)."""
+    """Pass bytes on through this process, feeding ``h`` (which may only count), up to ``limit`` or the
+    end: (bytes moved, upload side gone)."""
     assert isinstance(src, io.BufferedReader)
-    while chunk := src.read1(CHUNK):
+    moved = 0
+    while (want := CHUNK if limit is None else min(CHUNK, limit - moved)) and (chunk := src.read1(want)):
         h.update(chunk)
+        moved += len(chunk)
         try:
             dst.write(chunk)
         except BrokenPipeError:
-            return h.total, True
+            return moved, True
         progress(len(chunk))
-    return h.total, False
+    return moved, False
 
 
 def _source_unchanged(ctx: Context, key: str, meta: ObjectMeta) -> str | None:
@@ -221,6 +259,74 @@ def _source_unchanged(ctx: Context, key: str, meta: ObjectMeta) -> str | None:
     if (size, etag) != (meta.size, meta.etag):
         return f"source object changed during the copy (ETag {meta.etag} -> {etag}, {meta.size} -> {size} bytes)"
     return None
+
+
+def _parts_problem(
+    ctx: Context, key: str, meta: ObjectMeta, last: PartHasher, pipe: subprocess.Popen[bytes], part_seconds: float
+) -> str | None:
+    """Before the upload may complete, do its parts make the source's ETag? The target server's MD5s of
+    parts 1..n-1 (ListParts, once `pipe` has uploaded them) and ours of the last part, which `pipe` holds
+    until its stdin closes. Where the target cannot list parts, the check after completing stands alone."""
+    n = parts_in(meta.etag) or 0
+    try:
+        listed = _wait_for_parts(ctx, ctx.target_key(key), n - 1, pipe, part_seconds)
+    except Exception as e:  # no ListParts here: only the ETag check after completion
+        ctx.debug(f"   Parts of {key} not listed before completing ({str(e).splitlines()[0][:200]})")
+        return None
+    if listed is None:
+        return "s5cmd pipe stopped before uploading every part"
+    digests = [bytes.fromhex(listed[i]) for i in range(1, n)] + [bytes.fromhex(last.md5() or "")]
+    made = f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{n}"
+    if made != meta.etag:
+        return f"content checksum does not match source ETag {meta.etag} (parts as the target received them)"
+    return None
+
+
+def _wait_for_parts(
+    ctx: Context, tkey: str, count: int, pipe: subprocess.Popen[bytes], part_seconds: float
+) -> dict[int, str] | None:
+    """Part number -> MD5 hex of the first ``count`` parts of the upload `pipe` started, once all are in
+    (``part_seconds``: about how long one part takes to upload). None if `pipe` exits first; raises if the
+    target cannot list them (or stalls for PARTS_STALL_S)."""
+    client, bucket = ctx.target_client, ctx.target.location.bucket
+    upload_id = None
+    parts: dict[int, str] = {}
+    last_change = now()
+    while True:
+        if pipe.poll() is not None:
+            return None
+        if upload_id is None:
+            ups = [u for u in client.list_multipart_uploads(Bucket=bucket, Prefix=tkey).get("Uploads", [])]
+            mine = sorted((u for u in ups if u.get("Key") == tkey), key=lambda u: u["Initiated"])
+            upload_id = mine[-1]["UploadId"] if mine else None
+        if upload_id is not None:
+            got = _list_parts(ctx, tkey, upload_id)
+            if len(got) > len(parts):
+                last_change = now()
+            parts = got
+        missing = sum(1 for i in range(1, count + 1) if i not in parts)
+        if not missing:
+            for i in range(1, count + 1):
+                if not etags.is_md5(parts[i]):
+                    raise ValueError(f"part {i} ETag {parts[i]} is not an MD5")
+            return parts
+        if now() - last_change > PARTS_STALL_S:
+            raise TimeoutError(f"{len(parts)} of {count} parts listed after {PARTS_STALL_S:.0f} s")
+        # Each listing costs a request and ~4 ms of CPU: look again when the missing parts should be in.
+        time.sleep(min(PARTS_POLL_MAX_S, max(PARTS_POLL_S, missing * part_seconds)))
+
+
+def _list_parts(ctx: Context, tkey: str, upload_id: str) -> dict[int, str]:
+    out: dict[int, str] = {}
+    marker = 0
+    while True:
+        r = ctx.target_client.list_parts(
+            Bucket=ctx.target.location.bucket, Key=tkey, UploadId=upload_id, PartNumberMarker=marker
+        )
+        out |= {int(p["PartNumber"]): str(p["ETag"]).strip('"') for p in r.get("Parts", [])}
+        if not r.get("IsTruncated"):
+            return out
+        marker = int(r["NextPartNumberMarker"])
 
 
 def _check_target(got: ObjectMeta, meta: ObjectMeta, *, etags_too: bool) -> str | None:
