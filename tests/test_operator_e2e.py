@@ -7,6 +7,7 @@ import base64
 import json
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tests.support.operatorkit import (
     kubectl,
     wait_for,
 )
+from tests.support.throttle import throttled
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 NS = "skymig-e2e"
@@ -56,14 +58,16 @@ def secret(cluster: KubeCluster, name: str, ak: str, sk: str) -> None:
     kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(doc))
 
 
-def migration(name: str, src: S3Server, sb: str, dst: S3Server, db: str, state: Path, **spec: Any) -> dict[str, Any]:
+def migration(
+    name: str, src: S3Server, sb: str, dst: S3Server, db: str, state: Path, src_endpoint: str | None = None, **spec: Any
+) -> dict[str, Any]:
     return {
         "apiVersion": "skymigrate.io/v1alpha1",
         "kind": "Migration",
         "metadata": {"name": name, "namespace": NS},
         "spec": {
             "source": {
-                "endpoint": src.endpoint_url,
+                "endpoint": src_endpoint or src.endpoint_url,
                 "bucket": sb,
                 "credentials": {"secretRef": {"name": f"{name}-src"}},
             },
@@ -87,7 +91,8 @@ def apply(cluster: KubeCluster, doc: dict[str, Any]) -> None:
 def start(
     cluster: KubeCluster, name: str, src: S3Server, dst: S3Server, objects: dict[str, bytes], state: Path, **spec: Any
 ) -> tuple[str, str]:
-    """Fresh buckets, the source filled, the credentials Secrets, and the Migration applied."""
+    """Fresh buckets, the source filled, the credentials Secrets, and the Migration applied (``src_endpoint``
+    in ``spec``: reach the source through it, e.g. a throttled link)."""
     sb, db = new_bucket(src, "src"), new_bucket(dst, "dst")
     put_all(src.client(), sb, objects)
     secret(cluster, f"{name}-src", src.access_key, src.secret_key)
@@ -149,15 +154,21 @@ def test_migration_runs_to_succeeded_with_live_status(
 ) -> None:
     rec = StatusRecorder(cluster, "happy")
     objects = source_objects()
-    _, db = start(cluster, "happy", src_server, dst_server, objects, tmp_path / "state", nodes=2, concurrency=2,
-                  transfer={"smallObjectThreshold": 4 * 2**20})  # fmt: skip
-    try:
-        done = wait_for("happy to finish", terminal(cluster, "happy"), 240, operator.log)
-        running = [s for s in rec.samples if s.get("phase") == "Running"]
-        # What kubectl showed while it ran.
-        wide = kubectl(cluster, "get", "migrations", "-n", NS, "-o", "wide").stdout
-    finally:
-        rec.stop()
+    port = urllib.parse.urlsplit(src_server.endpoint_url).port
+    assert port
+    # A slow link gives the run a duration this machine's speed cannot shrink below the ETA's warm-up
+    # (~46 MB at 4 MB/s: ~12 s of copying), so a Running status with an ETA is there to be seen.
+    with throttled(port, 4e6) as link_port:
+        _, db = start(cluster, "happy", src_server, dst_server, objects, tmp_path / "state", nodes=2,
+                      concurrency=2, transfer={"smallObjectThreshold": 4 * 2**20},
+                      src_endpoint=f"http://127.0.0.1:{link_port}")  # fmt: skip
+        try:
+            done = wait_for("happy to finish", terminal(cluster, "happy"), 240, operator.log)
+            running = [s for s in rec.samples if s.get("phase") == "Running"]
+            # What kubectl showed while it ran.
+            wide = kubectl(cluster, "get", "migrations", "-n", NS, "-o", "wide").stdout
+        finally:
+            rec.stop()
     st = done["status"]
     assert st["phase"] == "Succeeded", (st, operator.log()[-4000:])
     assert digests(dst_server.client(), db) == expected(objects)
