@@ -16,13 +16,14 @@ POINTS = (0.25, 0.50, 0.75)
 
 
 def _fraction(ev: dict[str, Any]) -> float:
+    """Progress as the product shows it: verified bytes plus bytes in flight (status.percent)."""
     total = ev.get("bytes_total") or 0
-    return ev.get("bytes_done", 0) / total if total else 0.0
+    return (ev.get("bytes_done", 0) + ev.get("bytes_in_flight", 0)) / total if total else 0.0
 
 
 def _point(ev: dict[str, Any], ended_at: float) -> dict[str, Any]:
     actual = max(ended_at - ev["t"], 1e-6)
-    naive = naive_eta(ev["elapsed"], ev["bytes_done"], ev["bytes_total"])
+    naive = naive_eta(ev["elapsed"], ev["bytes_done"], ev["bytes_total"])  # the seed counts finished objects
     return {
         "elapsed_s": round(ev["elapsed"], 2),
         "progress": round(_fraction(ev), 4),

@@ -158,8 +158,8 @@ def markdown(results: dict[str, Any], rat: dict[str, Any]) -> str:
             "",
             "Error = (predicted remaining - actual remaining) / actual remaining, at the first sample past each "
             f"fraction of bytes. Target: within ±{ETA_TARGET * 100:.0f} % at 50 % on (d). Naive = the seed's "
-            "lifetime bytes/elapsed on the same samples. Progress counts verified objects only, so it jumps when "
-            "a huge object completes: two points can share one sample.",
+            "lifetime bytes/elapsed (of finished objects) on the same samples. Progress is what the product shows: "
+            "verified bytes plus bytes in flight.",
             "",
             "| workload | run | point | progress at sample | elapsed s | actual remaining s | product ETA s | product error | naive ETA s | naive error |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
