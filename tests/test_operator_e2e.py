@@ -111,10 +111,17 @@ class StatusRecorder:
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
 
-    def _sample(self) -> None:
-        m = get_migration(self.cluster, NS, self.name)
-        if m and m.get("status"):
+    def _sample(self) -> bool:
+        """One read of .status; False when kubectl failed (a loaded machine can refuse a call)."""
+        try:
+            m = get_migration(self.cluster, NS, self.name)
+        except ValueError:  # truncated JSON from a killed kubectl
+            return False
+        if m is None:
+            return False
+        if m.get("status"):
             self.samples.append(m["status"])
+        return True
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -124,8 +131,13 @@ class StatusRecorder:
     def stop(self) -> None:
         self._stop.set()
         self._t.join()
-        # The thread may have last sampled just before the terminal patch: take the state as it is now.
-        self._sample()
+        # The thread may have last sampled just before the terminal patch: take the state as it is now,
+        # and insist on getting it (a failed read here once left 'Verifying' as the last phase seen).
+        for _ in range(10):
+            if self._sample():
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"could not read migration {self.name} after it finished")
 
     def phases(self) -> list[str]:
         out: list[str] = []
