@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -84,7 +83,7 @@ def run(
                 if driver.done:
                     break
                 if driver.phase == phase:  # no transition: wait for the agents
-                    time.sleep(tick)
+                    driver.launcher.wait(driver.request, tick)
         except KeyboardInterrupt:
             driver.launcher.teardown(driver.request)
             view.event(

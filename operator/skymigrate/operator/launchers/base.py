@@ -59,3 +59,6 @@ class Launcher(Protocol):
 
     def teardown(self, req: LaunchRequest) -> None:
         """Stop every agent and release every machine. Idempotent."""
+
+    def wait(self, req: LaunchRequest, timeout: float) -> None:
+        """Sleep up to ``timeout`` s; return sooner when an agent may have ended (worth polling again)."""

@@ -120,6 +120,16 @@ class LocalLauncher:
             phase = "Running"
         return LaunchStatus(phase, nodes)  # type: ignore[arg-type]
 
+    def wait(self, req: LaunchRequest, timeout: float) -> None:
+        # A short run's end would otherwise wait out a whole tick (up to 1 s of a 3 s copy on the bench).
+        # Agents re-attached by pid (not our children) cannot be waited on: sleep the tick.
+        procs = [p for (uid, _), p in self._procs.items() if uid == req.uid]
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if procs and any(p.poll() is not None for p in procs):
+                return
+            time.sleep(min(0.05, left) if procs else left)
+
     def teardown(self, req: LaunchRequest) -> None:
         for rank in range(req.spec.nodes):
             p = self._procs.pop((req.uid, rank), None)
