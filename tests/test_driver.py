@@ -55,3 +55,16 @@ def test_teardown_failure_is_retried_and_the_migration_still_succeeds(pair: Pair
     torn = next(c for c in d.status()["conditions"] if c["type"] == "TornDown")
     assert torn["status"] == "True"
     assert digests(pair.dst.client(), pair.dst_bucket) == expected(objects)
+
+
+def test_local_launcher_wait_ends_when_an_agent_exits(pair: Pair, tmp_path: Path) -> None:
+    """`skymigrate run` sleeps in Launcher.wait between polls: an agent's exit must end the sleep, so a run
+    is not stretched to the next tick. An agent with no plan in its state store exits at once."""
+    req = LaunchRequest("ns", "w", "uid-w", pair.spec(), f"file://{tmp_path / 'no-plan'}")
+    launcher = LocalLauncher(tmp_path / "run")
+    launcher.launch(req)
+    started = time.monotonic()
+    launcher.wait(req, 300)
+    assert time.monotonic() - started < 150, "wait slept through the agent's exit"
+    st = launcher.poll(req)
+    assert st.phase == "Finished" and st.nodes[0].phase == "Failed" and st.nodes[0].exit_code != 0

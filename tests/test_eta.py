@@ -18,6 +18,7 @@ from skymigrate.core.eta import (
     Sample,
     cluster_eta,
     combine_lanes,
+    cpu_saturation,
     fit_object_cost,
     naive_eta,
     small_lane_boost,
@@ -273,6 +274,46 @@ def test_small_objects_waiting_for_slots_fall_back_to_the_blended_rate() -> None
     assert lane is not None and lane == single
     _, eta = replay(rows, 2)
     assert eta[23.0][0] == pytest.approx(2.0, rel=0.05)  # their rate counts from when they started
+
+
+def cpu_bound(small_share: float = 0.25) -> tuple[Timeline, float]:
+    """A node bound by its CPU (100 MB/s whatever it moves): two 600 MB streams take 75 % of it beside
+    64 KB small objects; once the streams end, the small objects get the whole node, 4x their speed
+    (the slot ratio, 4 slots / 2 free, would say 2x)."""
+    node_bps, size, n = 100 * MB, 64_000.0, 12_500
+    large_total, rows, moved, small_done, t = 1200 * MB, [], 0.0, 0.0, 0
+    while True:
+        lg = LaneProgress(moved, 2.0 if moved >= large_total else 0.0, large_total - moved,
+                          0.0 if moved >= large_total else 2.0)  # fmt: skip
+        sm = LaneProgress(small_done * size, small_done, (n - small_done) * size, n - small_done)
+        rows.append((float(t), lg, sm))
+        if lg.drained and sm.drained:
+            return rows, float(t)
+        share = small_share if not lg.drained else 1.0
+        moved = min(large_total, moved + node_bps * (1 - share))
+        small_done = min(float(n), small_done + node_bps * share / size)
+        t += 1
+
+
+def test_on_a_cpu_bound_host_small_objects_get_the_whole_node_when_the_streams_end() -> None:
+    rows, end = cpu_bound()
+    assert end == 20  # 16 s of streams at 75 MB/s beside 25 MB/s of small objects, then 4 s at 100 MB/s
+    lanes = LaneEta(window_s=60, slots=4)
+    lanes.cpu_busy = 0.99
+    by_slots = LaneEta(window_s=60, slots=4)  # a host with CPU to spare: slots bound the speed-up
+    for t, lg, sm in rows:
+        lanes.add(t, lg, sm)
+        by_slots.add(t, lg, sm)
+        if t in (5.0, 10.0, 15.0):
+            assert lanes.eta() == pytest.approx(end - t, rel=0.05), t
+            slot_eta = by_slots.eta()
+            assert slot_eta is not None and slot_eta > 1.2 * (end - t), t
+
+
+def test_cpu_saturation_ramps_between_spare_and_saturated() -> None:
+    assert cpu_saturation(0.0) == cpu_saturation(0.75) == 0.0
+    assert cpu_saturation(0.85) == pytest.approx(0.5)
+    assert cpu_saturation(0.95) == cpu_saturation(1.0) == 1.0
 
 
 def test_lane_combination_rules() -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from prometheus_client import CollectorRegistry
+from skymigrate.agent.hostcpu import CpuMeter
 from skymigrate.agent.tracker import Tracker
 from skymigrate.core.eta import LaneProgress
 from skymigrate.core.manifest import ObjectEntry
@@ -72,3 +76,13 @@ def test_the_slot_sharing_question_is_asked_at_every_sample() -> None:
     default = tracker()
     default.sample()
     assert default.estimator.shared  # unless told otherwise: shared, as s5cmd batches are
+
+
+def test_cpu_meter_reads_the_busy_share_between_readings(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3\n")  # busy 200 of 1000
+    meter = CpuMeter(stat, min_interval_s=0.0)
+    stat.write_text("cpu  250 10 190 740 110 0 0 0 0 0\n")  # +250 busy, +50 idle/iowait
+    assert meter.busy() == pytest.approx(250 / 300)
+    assert meter.busy() == pytest.approx(250 / 300)  # no ticks since: the last value stands
+    assert CpuMeter(tmp_path / "missing").busy() == 0.0  # no /proc: no hint, the slot model holds

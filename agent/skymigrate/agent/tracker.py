@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import astuple, dataclass
 from datetime import datetime
 
+from skymigrate.agent.hostcpu import CpuMeter
 from skymigrate.core import humanize
 from skymigrate.core.eta import LaneEta, LaneProgress
 from skymigrate.core.manifest import ObjectEntry
@@ -75,6 +76,7 @@ class Tracker:
         self.last_error: str | None = None
         self._in_flight: dict[str, int] = {}
         self.usage = (0, 0, 0, 0)  # ramdisk used/cap, disk used/cap
+        self._cpu = CpuMeter()
 
     def _lane(self, key: str) -> _Counts:
         return self._large if key in self._large_keys else self._small
@@ -145,6 +147,7 @@ class Tracker:
             small_in_flight = sum(self._in_flight.values()) - large_in_flight
             large, small = self._large.progress(large_in_flight), self._small.progress(small_in_flight)
         self.estimator.shared = self._shared_slots()
+        self.estimator.cpu_busy = self._cpu.busy()
         self.estimator.add(time.monotonic(), large, small)
 
     def heartbeat(self, phase: NodePhase) -> NodeHeartbeat:

@@ -10,8 +10,9 @@ A node runs two lanes at once (``LaneEta``): large objects, one copy slot each a
 small ones on the remaining slots. Each lane gets its own rate, because one blended rate is wrong as
 soon as the mix left differs from the mix done (a shard whose huge files are done and whose thousands
 of small ones are not). When the large lane drains first and small objects share its slots, those slots go
-to small objects, so the small lane speeds up; the ETA assumes it does in proportion to its slots, then
-measures the new speed. Small objects with slots of their own (worker processes) gain nothing from it.
+to small objects, so the small lane speeds up; the ETA assumes it does in proportion to its slots, or,
+on a host whose CPU is saturated, to the share of the node's bytes the streams had; then it measures the
+new speed. Small objects with slots of their own (worker processes) gain nothing from it.
 
 Cluster ETA = the slowest node's ETA (shards are static, so the cluster finishes when its last node
 does), plus the final verification (``verify_eta``). (The seed's formula, remaining objects / (sum of
@@ -240,6 +241,7 @@ class LaneEta:
     def __init__(self, window_s: float = 60.0, slots: int = 1, object_cost_bytes: float = DEFAULT_OBJECT_COST_BYTES):
         self.slots = max(slots, 1)
         self.shared = True  # small objects run on the slots large ones free
+        self.cpu_busy = 0.0  # the host's CPU use (0..1) over the last interval, set by the owner
         self.total = RateEstimator(window_s, object_cost_bytes)
         self.large = _Lane(window_s, object_cost_bytes)
         self.small = _Lane(window_s, object_cost_bytes)
@@ -253,8 +255,19 @@ class LaneEta:
             self.small.other_drained(self._boost)
         elif small.drained:
             self.large.other_drained(1.0)
+        elif self.shared:
+            slot = small_lane_boost(self.slots, large.objects_left)
+            self._boost = slot + cpu_saturation(self.cpu_busy) * max(self._byte_share() - slot, 0.0)
         else:
-            self._boost = small_lane_boost(self.slots, large.objects_left) if self.shared else 1.0
+            self._boost = 1.0
+
+    def _byte_share(self) -> float:
+        """The node's byte rate over the small lane's: the speed-up small objects get from having the whole
+        node, when what the lanes share is the node's CPU rather than its slots."""
+        node, small = self.total.byte_rate(), self.small.est.byte_rate()
+        if not node or not small or self.small.est.span() < MIN_SPAN_S:
+            return 1.0
+        return max(node / small, 1.0)
 
     def eta(self) -> float | None:
         lg, sm = self.large.last, self.small.last
@@ -275,6 +288,20 @@ def small_lane_boost(slots: int, large_left: float) -> float:
     """How much faster small objects go once the large objects in flight give their slots back."""
     in_flight = min(max(large_left, 0.0), slots)
     return slots / max(slots - in_flight, 1.0)
+
+
+CPU_SATURATED_FROM, CPU_SATURATED_AT = 0.75, 0.95
+
+
+def cpu_saturation(busy: float) -> float:
+    """0 on a host with CPU to spare, 1 on a saturated one, linear in between.
+
+    Where slots bound a node (round trips to a distant store), small objects speed up by the slots the
+    streams give back (``small_lane_boost``). Where the CPU does (s5cmd hashes every streamed byte twice;
+    bench (d): small objects ran 3.3x faster once the streams ended, the slot ratio said 2x), they get
+    the node's whole byte rate: the share the streams had. The host's CPU use says which bound holds.
+    """
+    return min(max((busy - CPU_SATURATED_FROM) / (CPU_SATURATED_AT - CPU_SATURATED_FROM), 0.0), 1.0)
 
 
 def combine_lanes(t_large: float, t_small: float, boost: float) -> float:
